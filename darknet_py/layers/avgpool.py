@@ -1,0 +1,21 @@
+"""[avgpool]: global average over each channel (avgpool_layer.c)."""
+from .base import Layer
+
+
+class AvgpoolLayer(Layer):
+    type = "avgpool"
+
+    def __init__(self, section, index, in_shape, net):
+        super().__init__(section, index, in_shape, net)
+        self.out_h = self.out_w = 1
+
+    def resize(self, in_shape, net):
+        self.c, self.h, self.w = in_shape
+        self.out_c, self.out_h, self.out_w = self.c, 1, 1
+
+    def forward(self, x, net):
+        self.output = net.ops.avgpool(x)
+        return self.output
+
+    def describe(self):
+        return f"avg                     {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  {self.c:4d}"

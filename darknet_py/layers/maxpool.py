@@ -1,0 +1,41 @@
+"""[maxpool]: darknet's window geometry (maxpool_layer.c).
+
+Darknet pads with `padding` (default size-1) split as -padding/2 before the first window, and
+its output size is (w + padding - size)/stride + 1: yolov2-tiny's size=2 stride=1 keeps 13x13.
+"""
+from .base import Layer
+
+
+class MaxpoolLayer(Layer):
+    type = "maxpool"
+
+    def __init__(self, section, index, in_shape, net):
+        super().__init__(section, index, in_shape, net)
+        self.stride = section.int("stride", 1)
+        self.size = section.int("size", self.stride)
+        self.padding = section.int("padding", self.size - 1)
+        if self.size < 1 or self.stride < 1 or self.padding < 0:
+            raise self.error(f"size and stride must be positive and padding >= 0 (found "
+                             f"size={self.size} stride={self.stride} padding={self.padding})")
+        self._set_shape()
+
+    def _set_shape(self):
+        self.out_w = (self.w + self.padding - self.size) // self.stride + 1
+        self.out_h = (self.h + self.padding - self.size) // self.stride + 1
+        self.out_c = self.c
+        if self.out_w < 1 or self.out_h < 1:
+            raise self.error(f"a {self.size}x{self.size}/{self.stride} maxpool of a "
+                             f"{self.w}x{self.h} input leaves no output")
+
+    def resize(self, in_shape, net):
+        self.c, self.h, self.w = in_shape
+        self._set_shape()
+
+    def forward(self, x, net):
+        self.output, self.indexes = net.ops.maxpool(x, self.size, self.stride, self.padding,
+                                                    self.out_h, self.out_w)
+        return self.output
+
+    def describe(self):
+        return (f"max          {self.size} x {self.size} / {self.stride}  {self.w:4d} x{self.h:4d} "
+                f"x{self.c:4d}   ->  {self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}")

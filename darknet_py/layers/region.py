@@ -1,0 +1,100 @@
+"""[region]: YOLOv2's detection layer (region_layer.c), forward.
+
+The output keeps darknet's entry_index layout: for each anchor, the entries
+x, y, w, h, objectness, class 0..classes-1, each an (h, w) plane. At inference x, y and
+objectness go through the logistic, classes through a softmax, or through a tree softmax
+(one softmax per sibling group) when `tree=` is set; w and h stay raw.
+
+The tree softmax follows darknet's GPU kernel (softmax_tree), since darknet's CPU version
+divides by a zero temperature and reads the wrong elements: see docs/QUIRKS.md.
+"""
+import numpy as np
+
+from ..config import find_data_file
+from ..tree import read_map, read_tree
+from .base import Layer
+
+
+class RegionLayer(Layer):
+    type = "region"
+
+    def __init__(self, section, index, in_shape, net):
+        super().__init__(section, index, in_shape, net)
+        self.coords = section.int("coords", 4)
+        self.classes = section.int("classes", 20)
+        self.n_anchors = section.int("num", 1)
+        self.log = section.int("log", 0)
+        self.sqrt = section.int("sqrt", 0)
+        self.softmax = section.int("softmax", 0)
+        self.background = section.int("background", 0)
+        self.max_boxes = section.int("max", 30)
+        self.jitter = section.float("jitter", 0.2)
+        self.rescore = section.int("rescore", 0)
+        self.thresh = section.float("thresh", 0.5)
+        self.classfix = section.int("classfix", 0)
+        self.absolute = section.int("absolute", 0)
+        self.random = section.int("random", 0)
+        self.coord_scale = section.float("coord_scale", 1)
+        self.object_scale = section.float("object_scale", 1)
+        self.noobject_scale = section.float("noobject_scale", 1)
+        self.mask_scale = section.float("mask_scale", 1)
+        self.class_scale = section.float("class_scale", 1)
+        self.bias_match = section.int("bias_match", 0)
+        tree_path = find_data_file(section, "tree")
+        self.tree = read_tree(tree_path) if tree_path else None
+        map_path = find_data_file(section, "map")
+        self.map = read_map(map_path) if map_path else None
+        if self.tree is not None and self.tree.n != self.classes:
+            raise self.error(f"tree {tree_path} has {self.tree.n} nodes but classes="
+                             f"{self.classes}", "tree")
+        # darknet fills biases with .5, then reads anchors=; it writes every listed number,
+        # overrunning the 2*num buffer when more are given (ttt4.cfg). We keep the first 2*num.
+        self.biases = np.full(2 * self.n_anchors, 0.5, dtype=np.float32)
+        anchors = section.list("anchors", float, [])
+        if len(anchors) > 2 * self.n_anchors:
+            print(f"{section.where(section.options['anchors'])} warning: {len(anchors)} anchor "
+                  f"values for num={self.n_anchors}; using the first {2 * self.n_anchors} as "
+                  "darknet reads them")
+        used = anchors[:2 * self.n_anchors]
+        self.biases[:len(used)] = used
+        self.entries = self.coords + self.classes + 1
+        self._check_shape()
+
+    def _check_shape(self):
+        self.out_c, self.out_h, self.out_w = self.n_anchors * self.entries, self.h, self.w
+        if self.c != self.out_c:
+            raise self.error(f"num={self.n_anchors} anchors x (coords {self.coords} + classes "
+                             f"{self.classes} + 1) = {self.out_c} channels expected, but the "
+                             f"previous layer gives {self.c}")
+
+    def resize(self, in_shape, net):
+        self.c, self.h, self.w = in_shape
+        self._check_shape()
+
+    @property
+    def class_offset(self):
+        return self.coords + (0 if self.background else 1)
+
+    def forward(self, x, net):
+        ops = net.ops
+        batch = x.shape[0]
+        grid = x.reshape(batch, self.n_anchors, self.entries, self.h * self.w)
+        out = grid.copy()
+        out[:, :, 0:2] = ops.logistic(grid[:, :, 0:2])
+        if not self.background:
+            out[:, :, self.coords] = ops.logistic(grid[:, :, self.coords])
+        if self.tree is not None:
+            start = self.coords + 1
+            classes = grid[:, :, start:start + self.classes].transpose(0, 1, 3, 2)
+            probs = ops.softmax_groups(classes, self.tree.group_offset, gpu=True)
+            out[:, :, start:start + self.classes] = probs.transpose(0, 1, 3, 2)
+        elif self.softmax:
+            start, count = self.class_offset, self.classes + self.background
+            classes = grid[:, :, start:start + count].transpose(0, 1, 3, 2)
+            probs = ops.softmax_groups(classes, [0])
+            out[:, :, start:start + count] = probs.transpose(0, 1, 3, 2)
+        self.output = out.reshape(batch, self.out_c, self.out_h, self.out_w)
+        return self.output
+
+    def describe(self):
+        return "detection"

@@ -1,0 +1,53 @@
+"""[softmax]: flat, grouped (`groups=`) or tree (`tree=`) softmax (softmax_layer.c).
+
+Darknet's CPU code is used here as it is: float running max, exp in double, float sum.
+The output is flat: (batch, inputs, 1, 1), as darknet gives no spatial shape to it.
+"""
+import numpy as np
+
+from ..config import find_data_file
+from ..tree import read_tree
+from .base import Layer
+
+
+class SoftmaxLayer(Layer):
+    type = "softmax"
+
+    def __init__(self, section, index, in_shape, net):
+        super().__init__(section, index, in_shape, net)
+        self.groups = section.int("groups", 1)
+        self.temperature = section.float("temperature", 1.0)
+        tree_path = find_data_file(section, "tree")
+        self.tree = read_tree(tree_path) if tree_path else None
+        self.spatial = section.float("spatial", 0)
+        self.noloss = section.int("noloss", 0)
+        if self.spatial:
+            raise self.error("spatial softmax is not supported", "spatial")
+        self._set_shape()
+
+    def _set_shape(self):
+        if self.tree is not None and self.tree.n != self.inputs:
+            raise self.error(f"tree has {self.tree.n} nodes but the input has {self.inputs} "
+                             "values", "tree")
+        if self.groups < 1 or self.inputs % self.groups:
+            raise self.error(f"groups={self.groups} must divide the {self.inputs} inputs",
+                             "groups")
+        self.out_c, self.out_h, self.out_w = self.inputs, 1, 1
+
+    def resize(self, in_shape, net):
+        self.c, self.h, self.w = in_shape
+        self._set_shape()
+
+    def group_offsets(self):
+        if self.tree is not None:
+            return self.tree.group_offset
+        return np.arange(self.groups) * (self.inputs // self.groups)
+
+    def forward(self, x, net):
+        flat = x.reshape(x.shape[0], -1)
+        probs = net.ops.softmax_groups(flat, self.group_offsets(), self.temperature)
+        self.output = probs.reshape(x.shape[0], self.outputs, 1, 1)
+        return self.output
+
+    def describe(self):
+        return f"softmax                                        {self.inputs:4d}"

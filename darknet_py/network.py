@@ -1,0 +1,223 @@
+"""The layer graph built from a cfg (parser.c parse_network_cfg + network.c forward)."""
+import sys
+from dataclasses import dataclass, field
+
+from . import ops as ops_registry
+from .config import read_cfg, report_unused
+from .errors import CfgError, DarknetError
+from .layers import LAYER_TYPES
+from .rand import GlibcRandom
+
+POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
+
+
+@dataclass
+class NetOptions:
+    """The [net] block as darknet's parse_net_options reads it."""
+    batch: int = 1
+    subdivisions: int = 1
+    width: int = 0
+    height: int = 0
+    channels: int = 0
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    decay: float = 0.0001
+    policy: str = "constant"
+    burn_in: int = 0
+    power: float = 4.0
+    step: int = 1
+    scale: float = 1.0
+    steps: list = field(default_factory=list)
+    scales: list = field(default_factory=list)
+    gamma: float = 1.0
+    max_batches: int = 0
+    random: int = 0
+    angle: float = 0.0
+    aspect: float = 1.0
+    saturation: float = 1.0
+    exposure: float = 1.0
+    hue: float = 0.0
+    max_crop: int = 0
+    min_crop: int = 0
+    max_ratio: float = 0.0
+    min_ratio: float = 0.0
+    center: int = 0
+    clip: float = 0.0
+
+
+def parse_net_options(section):
+    opts = NetOptions()
+    opts.batch = section.int("batch", 1)
+    opts.learning_rate = section.float("learning_rate", 0.001)
+    opts.momentum = section.float("momentum", 0.9)
+    opts.decay = section.float("decay", 0.0001)
+    opts.subdivisions = section.int("subdivisions", 1)
+    if section.int("time_steps", 1) != 1:
+        raise CfgError(f"{section.where()} time_steps (recurrent networks) is not supported")
+    section.int("notruth", 0)
+    if opts.subdivisions < 1:
+        raise CfgError(f"{section.where(section.options.get('subdivisions'))} subdivisions "
+                       f"must be positive (found {opts.subdivisions})")
+    # darknet divides batch by subdivisions; 0 later crashes darknet with SIGFPE
+    if opts.batch // opts.subdivisions < 1:
+        raise CfgError(f"{section.where(section.options.get('batch'))} batch={opts.batch} with "
+                       f"subdivisions={opts.subdivisions} gives a minibatch of 0")
+    opts.batch //= opts.subdivisions
+    opts.random = section.int("random", 0)
+    if section.int("adam", 0):
+        raise CfgError(f"{section.where(section.options.get('adam'))} adam is not supported")
+    opts.height = section.int("height", 0)
+    opts.width = section.int("width", 0)
+    opts.channels = section.int("channels", 0)
+    inputs = section.int("inputs", opts.height * opts.width * opts.channels)
+    opts.max_crop = section.int("max_crop", opts.width * 2)
+    opts.min_crop = section.int("min_crop", opts.width)
+    opts.max_ratio = section.float("max_ratio", opts.max_crop / opts.width if opts.width else 0)
+    opts.min_ratio = section.float("min_ratio", opts.min_crop / opts.width if opts.width else 0)
+    opts.center = section.int("center", 0)
+    opts.clip = section.float("clip", 0)
+    opts.angle = section.float("angle", 0)
+    opts.aspect = section.float("aspect", 1)
+    opts.saturation = section.float("saturation", 1)
+    opts.exposure = section.float("exposure", 1)
+    opts.hue = section.float("hue", 0)
+    if not (opts.height and opts.width and opts.channels):
+        if inputs:
+            opts.height, opts.width, opts.channels = 1, 1, inputs
+        else:
+            raise CfgError(f"{section.where()} no input size: set width, height and channels")
+    opts.policy = section.str("policy", "constant")
+    if opts.policy not in POLICIES:
+        raise CfgError(f"{section.where(section.options.get('policy'))} unknown policy "
+                       f"'{opts.policy}' (expected one of: {', '.join(POLICIES)})")
+    opts.burn_in = section.int("burn_in", 0)
+    opts.power = section.float("power", 4)
+    if opts.policy == "step":
+        opts.step = section.int("step", 1)
+        opts.scale = section.float("scale", 1)
+    elif opts.policy == "steps":
+        opts.steps = section.list("steps", int)
+        opts.scales = section.list("scales", float)
+        if opts.steps is None or opts.scales is None:
+            raise CfgError(f"{section.where()} policy=steps needs both steps= and scales=")
+        if len(opts.steps) != len(opts.scales):
+            raise CfgError(f"{section.where(section.options['steps'])} {len(opts.steps)} steps "
+                           f"but {len(opts.scales)} scales")
+    elif opts.policy in ("exp", "sigmoid"):
+        opts.gamma = section.float("gamma", 1)
+        if opts.policy == "sigmoid":
+            opts.step = section.int("step", 1)
+    opts.max_batches = section.int("max_batches", 0)
+    return opts
+
+
+class Network:
+    """A darknet network: `layers` in cfg order, run by forward() on one backend (`ops`)."""
+
+    def __init__(self, sections, path="<cfg>", batch=None, device=None, seed=1, strict=False,
+                 verbose=False):
+        self.path = path
+        self.ops = ops_registry.get_ops(device)
+        self.options = parse_net_options(sections[0])
+        if batch is not None:
+            self.options.batch = batch
+        self.width, self.height, self.channels = (self.options.width, self.options.height,
+                                                  self.options.channels)
+        self.seen = 0
+        self.header = (0, 2, 0)   # version written by save_weights unless a file says otherwise
+        self.loaded_layers = 0
+        self.train = False
+        self.exact_gemm = False   # True: darknet's summation order in every GEMM (slow)
+        self.truth = None
+        self.layers = []
+        shape = (self.channels, self.height, self.width)
+        for index, section in enumerate(sections[1:]):
+            cls = LAYER_TYPES.get(section.type)
+            if cls is None:
+                raise CfgError(f"{section.where()} unsupported layer type [{section.name}]: "
+                               f"darknet_py implements {', '.join(sorted(LAYER_TYPES))}")
+            layer = cls(section, index, shape, self)
+            self.layers.append(layer)
+            shape = layer.out_shape
+        if not self.layers:
+            raise CfgError(f"{path}: the cfg has a [net] section but no layers")
+        report_unused(sections, strict=strict)
+        self.init_random(seed)
+        if verbose:
+            print(self.summary(), file=sys.stderr)
+
+    # -- construction --------------------------------------------------------------------
+    def init_random(self, seed):
+        """Darknet's initial weights after srand(seed), in layer order."""
+        rng = GlibcRandom(seed)
+        for layer in self.layers:
+            layer.init_random(rng)
+
+    @property
+    def batch(self):
+        return self.options.batch
+
+    def summary(self):
+        lines = ["layer     filters    size              input                output"]
+        lines += [f"{layer.index:5d} {layer.describe()}" for layer in self.layers]
+        lines.append(f"Total BFLOPS {self.bflops():.3f}")
+        return "\n".join(lines)
+
+    def bflops(self):
+        return sum(layer.bflops() for layer in self.layers)
+
+    def resize(self, width, height):
+        """Change the input size (darknet's resize_network); layers recompute their shapes."""
+        self.width, self.height = width, height
+        shape = (self.channels, height, width)
+        for layer in self.layers:
+            layer.resize(shape, self)
+            shape = layer.out_shape
+
+    # -- computation ---------------------------------------------------------------------
+    def forward(self, x):
+        """Run every layer on a float32 (batch, c, h, w) array; returns the network output."""
+        expected = (self.channels, self.height, self.width)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise DarknetError(f"{self.path}: input of shape {tuple(x.shape)} does not fit the "
+                               f"network: expected (batch, {expected[0]}, {expected[1]}, "
+                               f"{expected[2]})")
+        x = self.ops.to_device(x)
+        for layer in self.layers:
+            x = layer.forward(x, self)
+        return self.output_layer().output
+
+    def output_layer(self):
+        """darknet's network_output: the last layer that is not a [cost] layer."""
+        for layer in reversed(self.layers):
+            if layer.type != "cost":
+                return layer
+        return self.layers[-1]
+
+    # -- weights -------------------------------------------------------------------------
+    def load_weights(self, path, cutoff=None):
+        from .weights import load_weights
+        load_weights(self, path, cutoff)
+
+    def save_weights(self, path, cutoff=None):
+        from .weights import save_weights
+        save_weights(self, path, cutoff)
+
+
+def parse_network_cfg(path, **kwargs):
+    return Network(read_cfg(path), path=str(path), **kwargs)
+
+
+def load_network(cfg, weights=None, batch=None, device=None, seed=1, strict=False,
+                 verbose=False):
+    """Build the network of a cfg file and load a .weights file into it (darknet's load_network).
+
+    batch: the input batch size (default: the cfg's batch/subdivisions); layers accept any
+    batch at run time. seed: the glibc srand() seed for darknet's random init of layers the
+    weights file does not cover (darknet itself runs with the default seed 1).
+    """
+    net = parse_network_cfg(cfg, batch=batch, device=device, seed=seed, strict=strict,
+                            verbose=verbose)
+    if weights is not None:
+        net.load_weights(weights)
+    return net

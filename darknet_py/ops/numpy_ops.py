@@ -1,0 +1,192 @@
+"""The NumPy backend: every numeric primitive the layers need, on the CPU.
+
+This is the reference implementation. Each function reproduces darknet's CPU arithmetic
+(float32 storage, the few places darknet computes in double) closely enough that outputs
+agree with darknet to about 1e-6 relative; the comments say where the order of summation
+differs (BLAS GEMM, pairwise sums) and so the last bits may.
+
+Arrays are NCHW float32. A layer never calls numpy directly for numerics: it calls these,
+and the CuPy backend provides the same names.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .. import activations
+
+name = "numpy"
+xp = np
+F32 = np.float32
+F64 = np.float64
+FLT_MAX = np.finfo(np.float32).max
+# Darknet's CPU batch norm: (x - mean) / (sqrt(var) + .000001f). See docs/QUIRKS.md.
+BN_EPSILON = F64(F32(1e-6))
+
+
+def to_device(array):
+    return np.ascontiguousarray(array, dtype=F32)
+
+
+def to_host(array):
+    return np.asarray(array)
+
+
+def zeros(shape):
+    return np.zeros(shape, dtype=F32)
+
+
+# ---------------------------------------------------------------- convolution
+def im2col(x, size, stride, pad, out_h, out_w):
+    """(B, C, H, W) -> (B, C*size*size, out_h*out_w), rows ordered (c, ky, kx) like darknet."""
+    batch, channels, height, width = x.shape
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    sb, sc, sh, sw = x.strides
+    windows = as_strided(
+        x, shape=(batch, channels, size, size, out_h, out_w),
+        strides=(sb, sc, sh, sw, sh * stride, sw * stride), writeable=False)
+    return windows.reshape(batch, channels * size * size, out_h * out_w)
+
+
+def matmul(a, b, ordered=False):
+    """float32 (..., M, K) @ (..., K, N).
+
+    By default through BLAS, which blocks the sum over K: results differ from darknet's in
+    the last bits (~1e-7 relative per layer, growing with depth). ordered=True reproduces
+    darknet's gemm_nn exactly: C starts at 0 and, for k = 0, 1, ..., C += A[:, k] * B[k, :]
+    with the product and the sum each rounded to float32 (no FMA, as darknet's x86-64 build).
+    It is one vector operation per k, so it is slow: for tests and conversions, not speed.
+    """
+    if not ordered:
+        return np.matmul(a, b)
+    out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    out = np.zeros(out_shape, dtype=F32)
+    product = np.empty(out_shape, dtype=F32)
+    for k in range(a.shape[-1]):
+        np.multiply(a[..., :, k:k + 1], b[..., k:k + 1, :], out=product)
+        out += product
+    return out
+
+
+# ---------------------------------------------------------------- normalisation
+def batchnorm_inference(x, mean, variance):
+    """Darknet's normalize_cpu: subtract in float, divide by sqrt(var) + 1e-6 in double."""
+    centred = (x - mean[None, :, None, None]).astype(F64)
+    denominator = np.sqrt(variance.astype(F64)) + BN_EPSILON
+    return (centred / denominator[None, :, None, None]).astype(F32)
+
+
+def scale_bias(x, scales):
+    return x * scales[None, :, None, None]
+
+
+def add_bias(x, biases):
+    return x + biases[None, :, None, None]
+
+
+# ---------------------------------------------------------------- activations
+def activate(x, activation):
+    return activations.ACTIVATE[activation](x)
+
+
+def gradient(y, activation):
+    return activations.GRADIENT[activation](y)
+
+
+def logistic(x):
+    return activations.ACTIVATE["logistic"](x)
+
+
+def sequential_sum(x):
+    """Sum over the last axis in float32, left to right, as a C loop does (numpy's sum is
+    pairwise; a running cumsum is sequential)."""
+    return np.cumsum(x, axis=-1, dtype=F32)[..., -1]
+
+
+# ---------------------------------------------------------------- pooling
+def maxpool(x, size, stride, pad, out_h, out_w):
+    """Darknet's maxpool: window origin -pad/2, cells outside the input count as -FLT_MAX.
+
+    Returns the output and, for the backward pass, the flat input index of each maximum
+    (the first one in window order when several are equal, as darknet's strict '>' gives).
+    """
+    batch, channels, height, width = x.shape
+    top = pad // 2
+    bottom = max(0, (out_h - 1) * stride + size - top - height)
+    right = max(0, (out_w - 1) * stride + size - top - width)
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (top, right)), constant_values=-FLT_MAX)
+    sb, sc, sh, sw = padded.strides
+    windows = as_strided(
+        padded, shape=(batch, channels, out_h, out_w, size, size),
+        strides=(sb, sc, sh * stride, sw * stride, sh, sw), writeable=False)
+    flat = windows.reshape(batch, channels, out_h, out_w, size * size)
+    best = flat.argmax(axis=-1)
+    output = np.take_along_axis(flat, best[..., None], axis=-1)[..., 0]
+    # Flat index into the unpadded input: row/col of the winning cell, clipped where the
+    # whole window lies outside (darknet then keeps -1; such windows do not occur in practice).
+    rows = np.arange(out_h)[:, None] * stride - top + best // size
+    cols = np.arange(out_w)[None, :] * stride - top + best % size
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    plane = (np.arange(batch)[:, None] * channels + np.arange(channels)[None, :])
+    indexes = np.where(inside, cols + width * (rows + height * plane[:, :, None, None]), -1)
+    return output, indexes.astype(np.int64)
+
+
+def avgpool(x):
+    """Global average per channel (darknet sums in float, then divides by h*w)."""
+    batch, channels, height, width = x.shape
+    total = sequential_sum(x.reshape(batch, channels, -1))
+    return (total / F32(height * width)).reshape(batch, channels, 1, 1)
+
+
+# ---------------------------------------------------------------- reorg
+def reorg(x, stride, forward):
+    """darknet's reorg_cpu(x, w, h, c, batch, stride, forward, out) on x of shape (B, C, H, W).
+
+    The buffer is read as (C/stride^2, H*stride, W*stride) on one side and (C, H, W) on the
+    other; forward=0 (what [reorg] calls) gathers out[b, (dy*s+dx)*C/s^2 + c2, j, i] =
+    x[b, c2, j*s+dy, i*s+dx]. Returns the buffer in (B, C, H, W) order; the caller gives it
+    the layer's output shape.
+    """
+    batch, channels, height, width = x.shape
+    groups = channels // (stride * stride)
+    if not forward:
+        wide = x.reshape(batch, groups, height, stride, width, stride)
+        return np.ascontiguousarray(wide.transpose(0, 3, 5, 1, 2, 4)).reshape(x.shape)
+    narrow = x.reshape(batch, stride, stride, groups, height, width)
+    return np.ascontiguousarray(narrow.transpose(0, 3, 4, 1, 5, 2)).reshape(x.shape)
+
+
+# ---------------------------------------------------------------- softmax
+def softmax_groups(x, offsets, temperature=1.0, gpu=False):
+    """Softmax over contiguous groups of the last axis (one group = flat softmax).
+
+    offsets: start of each group along the last axis, ascending, first 0, covering it all.
+    CPU semantics (darknet's softmax()): float running max, exp in double stored as float,
+    float sum. gpu=True reproduces softmax_device as darknet's GPU uses it for tree softmax:
+    the running max is kept through an `int` (truncated toward zero) and expf in float.
+    """
+    offsets = np.asarray(offsets)
+    sizes = np.diff(np.append(offsets, x.shape[-1]))
+    temp = F32(temperature)
+    if gpu:
+        largest = np.maximum.reduceat(np.trunc(x), offsets, axis=-1)
+        shifted = x / temp - np.repeat(largest, sizes, axis=-1) / temp
+        exps = np.exp(shifted.astype(F32))
+    else:
+        largest = np.maximum.reduceat(x, offsets, axis=-1)
+        shifted = (x / temp - np.repeat(largest, sizes, axis=-1) / temp).astype(F32)
+        exps = np.exp(shifted.astype(F64)).astype(F32)
+    return exps / np.repeat(_group_sums(exps, offsets, sizes), sizes, axis=-1)
+
+
+def _group_sums(values, offsets, sizes):
+    """Float32 sums of contiguous groups of the last axis, each left to right as darknet's
+    loop adds them (np.add.reduceat may pair terms differently). One vector step per
+    position within a group, across all groups at once."""
+    if len(offsets) == 1:
+        return sequential_sum(values)[..., None]
+    sums = np.zeros(values.shape[:-1] + (len(offsets),), dtype=F32)
+    for position in range(int(sizes.max())):
+        groups = np.nonzero(sizes > position)[0]
+        sums[..., groups] += values[..., offsets[groups] + position]
+    return sums
