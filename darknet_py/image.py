@@ -13,6 +13,7 @@ or CMYK JPEGs, ...) goes through Pillow, converted the way stb_image's 3-channel
 """
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
     except Image.UnidentifiedImageError:
         raise ImageError(f"cannot load image {path}: not a recognised image format") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ... for bad data
-        reason = "the file is truncated" if "truncated" in str(exc) else f"corrupt image data ({exc})"
+        truncated = "truncated" in str(exc)
+        reason = "the file is truncated" if truncated else f"corrupt image data ({exc})"
         raise ImageError(f"cannot load image {path}: {reason}") from None
 
 
@@ -80,6 +82,8 @@ _DEZIGZAG = [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26,
              41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22,
              15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55,
              62, 63] + [63] * 15  # stb pads with 63 so that corrupt runs past 63 stay in bounds
+_END_OF_BLOCK = 80  # a zig-zag step that lands in the spare 65th slot of a block
+_DEZIGZAG += [64] * (_END_OF_BLOCK + 64 - len(_DEZIGZAG))
 
 
 def _c_fixed(x: float, scale: float) -> int:
@@ -107,7 +111,7 @@ def _decode_jpeg(data: bytes):
             frame = _parse_frame(segment)
             if frame is None:
                 return None
-        elif marker in (0xC2, 0xC3) or 0xC5 <= marker <= 0xCF and marker not in (0xC8, 0xCC):
+        elif marker in (0xC2, 0xC3) or (0xC5 <= marker <= 0xCF and marker not in (0xC8, 0xCC)):
             return None  # progressive, lossless, arithmetic: leave it to Pillow
         elif marker == 0xDB:
             _parse_dqt(segment, qtables)
@@ -198,7 +202,6 @@ def _parse_dqt(seg: bytes, qtables: dict):
 
 
 def _parse_dht(seg: bytes, dc_tables: dict, ac_tables: dict):
-    """Huffman tables as 65536-entry lookups on the next 16 bits: (code length, symbol)."""
     pos = 0
     while pos < len(seg):
         if pos + 17 > len(seg):
@@ -208,19 +211,50 @@ def _parse_dht(seg: bytes, dc_tables: dict, ac_tables: dict):
         symbols = seg[pos + 17:pos + 17 + sum(counts)]
         if kind > 1 or table > 3 or len(symbols) != sum(counts):
             raise ImageError("corrupt JPEG: bad Huffman table")
-        lengths = np.zeros(65536, np.int64)  # 0 = no code starts with these bits
-        values = np.zeros(65536, np.int64)
-        code, k = 0, 0
-        for bits in range(1, 17):  # canonical codes, as the JPEG spec assigns them
-            for _ in range(counts[bits - 1]):
-                lo, hi = code << (16 - bits), (code + 1) << (16 - bits)
-                lengths[lo:hi], values[lo:hi] = bits, symbols[k]
-                code, k = code + 1, k + 1
-            if code > (1 << bits):
-                raise ImageError("corrupt JPEG: bad Huffman code lengths")
-            code <<= 1
-        (ac_tables if kind else dc_tables)[table] = (lengths.tolist(), values.tolist())
+        lookup = _huffman_lookup(tuple(counts), bytes(symbols), kind == 1)
+        (ac_tables if kind else dc_tables)[table] = lookup
         pos += 17 + len(symbols)
+
+
+@functools.lru_cache(maxsize=16)  # most files share the standard tables
+def _huffman_lookup(counts: tuple, symbols: bytes, is_ac: bool):
+    """Lookup lists indexed by the next 16 bits of the stream: (fast, lengths, symbols).
+
+    lengths/symbols: the code that starts there (length 0 = no such code). fast: the code
+    and its value bits in one step, (bits used, zig-zag step, value) for AC or (bits used,
+    DC difference) for DC; None when they need more than 16 bits. AC end-of-block becomes
+    a step past the block's end (into its spare slot) and sixteen-zeros a step of 15 that
+    writes a 0, so the decoding loop handles every symbol alike.
+    """
+    lengths = np.zeros(65536, np.int64)  # 0 = no code starts with these bits
+    values = np.zeros(65536, np.int64)
+    code, k = 0, 0
+    for bits in range(1, 17):  # canonical codes, as the JPEG spec assigns them
+        for _ in range(counts[bits - 1]):
+            lo, hi = code << (16 - bits), (code + 1) << (16 - bits)
+            lengths[lo:hi], values[lo:hi] = bits, symbols[k]
+            code, k = code + 1, k + 1
+        if code > (1 << bits):
+            raise ImageError("corrupt JPEG: bad Huffman code lengths")
+        code <<= 1
+    size = values & 15 if is_ac else np.minimum(values, 16)  # DC sizes > 15 are errors
+    run = values >> 4 if is_ac else np.zeros_like(values)
+    used = lengths + size
+    windows = np.arange(65536)
+    raw = (windows >> np.clip(16 - used, 0, 16)) & ((1 << size) - 1)
+    value = np.where(raw < (1 << np.maximum(size - 1, 0)), raw - (1 << size) + 1, raw)
+    value[size == 0] = 0
+    fast_ok = (lengths > 0) & (used <= 16)
+    if is_ac:
+        step = np.where(size > 0, run, np.where(values == 0xF0, 15, _END_OF_BLOCK))
+        fast = [(u, r, v) if ok else None
+                for ok, u, r, v in zip(fast_ok.tolist(), used.tolist(), step.tolist(),
+                                       value.tolist())]
+    else:
+        fast_ok &= size <= 15  # stb rejects DC sizes above 15
+        fast = [(u, v) if ok else None
+                for ok, u, v in zip(fast_ok.tolist(), used.tolist(), value.tolist())]
+    return fast, lengths.tolist(), values.tolist()
 
 
 def _decode_scan(data, pos, header, frame, qtables, dc_tables, ac_tables, restart_interval):
@@ -262,8 +296,7 @@ def _decode_scan(data, pos, header, frame, qtables, dc_tables, ac_tables, restar
     end = _entropy_end(data, pos)
     segments = _split_restarts(data[pos:end]) if restart_interval else [data[pos:end]]
     units_per_segment = restart_interval or n_units
-    values = [[] for _ in scan]  # per slot: (block index * 64 + natural position, value)
-    positions = [[] for _ in scan]
+    coefs = [[0] * (comp["bh"] * comp["bw"] * 65) for comp, _, _ in scan]
     first = 0
     for segment in segments:
         if first >= n_units:
@@ -271,18 +304,15 @@ def _decode_scan(data, pos, header, frame, qtables, dc_tables, ac_tables, restar
         count = min(units_per_segment, n_units - first) * blocks_per_unit
         lo = first * blocks_per_unit
         _decode_blocks(segment, scan, block_slot[lo:lo + count], block_index[lo:lo + count],
-                       positions, values)
+                       coefs)
         first += units_per_segment
     if first < n_units:
         raise ImageError("the file is truncated (image data ends early)")
     for slot, (comp, _, _) in enumerate(scan):
-        comp["coef"][block_index[block_slot == slot]] = 0  # stb clears each block it decodes
-        if positions[slot]:
-            where = np.array(positions[slot], np.int64)
-            quant = qtables[comp["tq"]][where % 64]
-            # stb stores coefficient * quantiser in a short: keep its 16-bit wrap-around.
-            coef = comp["coef"].reshape(-1)
-            coef[where] = (np.array(values[slot], np.int64) * quant).astype(np.int16)
+        decoded = block_index[block_slot == slot]
+        coef = np.array(coefs[slot], np.int64).reshape(-1, 65)[decoded, :64]
+        # stb stores coefficient * quantiser in a short: keep its 16-bit wrap-around.
+        comp["coef"][decoded] = (coef * qtables[comp["tq"]]).astype(np.int16)
     return end
 
 
@@ -312,69 +342,88 @@ def _split_restarts(stream: bytes) -> list:
     return pieces
 
 
-def _bit_windows(stream: bytes):
-    """For every bit position, the next 16 bits (zero-padded), after byte unstuffing."""
+_CHUNK_BYTES = 1 << 16  # bit windows are built this many bytes at a time (memory)
+_MARGIN_BYTES = 512  # more than one block can read (64 codes + values of 16 bits each)
+
+
+def _unstuff(stream: bytes) -> np.ndarray:
+    """Entropy-coded bytes with the 0x00 after each data 0xFF and trailing fill removed."""
     stream = stream.rstrip(b"\xff")  # fill bytes before the next marker (data FFs end in 00)
     raw = np.frombuffer(stream, np.uint8)
     stuffed = np.flatnonzero((raw[:-1] == 0xFF) & (raw[1:] == 0x00)) + 1
-    raw = np.delete(raw, stuffed).astype(np.int64)
+    return np.delete(raw, stuffed).astype(np.int64)
+
+
+def _bit_windows(raw: np.ndarray, start: int) -> list:
+    """For every bit position from byte `start` on, the next 16 bits as an int.
+
+    Covers _CHUNK_BYTES plus a margin; past the end of the data the bits read as zeros, as
+    stb_image's bit buffer does once it meets a marker.
+    """
+    piece = raw[start:start + _CHUNK_BYTES + _MARGIN_BYTES]
+    padded = np.concatenate([piece, np.zeros(_MARGIN_BYTES + 3, np.int64)])
+    n = padded.size - 3
+    word = (padded[:n] << 16) | (padded[1:n + 1] << 8) | padded[2:n + 2]  # 24 bits per byte
+    windows = (np.repeat(word, 8) >> (8 - np.tile(np.arange(8), n))) & 0xFFFF
+    return windows.tolist()
+
+
+def _decode_blocks(stream, scan, block_slot, block_index, coefs):
+    """The per-symbol Huffman loop (inherently sequential; everything else is vectorised).
+
+    coefs[slot] is a flat list with 65 entries per block: 64 coefficients in natural order
+    (not yet dequantised) and a spare slot that end-of-block symbols write into.
+    """
+    raw = _unstuff(stream)
     nbits = raw.size * 8
-    padded = np.concatenate([raw, np.zeros(4, np.int64)])
-    word = (padded[:-3] << 16) | (padded[1:-2] << 8) | padded[2:-1]  # 24 bits from each byte
-    word = np.repeat(word[:raw.size], 8)
-    windows = (word >> (8 - np.tile(np.arange(8), raw.size))) & 0xFFFF
-    # Reads past the end see zeros, as stb_image's bit buffer does at a marker; the padding
-    # covers the most one block can read (64 codes + values) before the truncation check.
-    return windows.tolist() + [0] * 4096, nbits
-
-
-def _decode_blocks(stream, scan, block_slot, block_index, positions, values):
-    """The per-symbol Huffman loop (inherently sequential; everything else is vectorised)."""
-    windows, nbits = _bit_windows(stream)
+    start, bit = 0, 0  # windows[bit] holds the bits from byte `start` * 8 + bit on
+    windows = _bit_windows(raw, start)
     dezigzag = _DEZIGZAG
     pred = [0] * len(scan)
-    bit = 0
     for slot, index in zip(block_slot.tolist(), block_index.tolist()):
-        _, (dc_len, dc_sym), (ac_len, ac_sym) = scan[slot]
-        out_pos, out_val = positions[slot].append, values[slot].append
-        base = index * 64
-        w = windows[bit]
-        length = dc_len[w]
-        size = dc_sym[w]
-        if length == 0 or size > 15:
-            raise ImageError("corrupt JPEG: bad Huffman code")
-        bit += length
-        if size:
+        if bit >= _CHUNK_BYTES * 8:  # move the window table on; the margin covers a block
+            start, bit = start + (bit >> 3), bit & 7
+            windows = _bit_windows(raw, start)
+        _, (dc_fast, dc_len, dc_sym), (ac_fast, ac_len, ac_sym) = scan[slot]
+        coef = coefs[slot]
+        base = index * 65
+        entry = dc_fast[windows[bit]]
+        if entry is not None:
+            used, diff = entry
+            bit += used
+        else:  # code and value bits together exceed 16: read them separately
+            w = windows[bit]
+            size = dc_sym[w]
+            if dc_len[w] == 0 or size > 15:
+                raise ImageError("corrupt JPEG: bad Huffman code")
+            bit += dc_len[w]
             diff = windows[bit] >> (16 - size)
             bit += size
             if diff < (1 << (size - 1)):  # JPEG 'extend': negative values
                 diff -= (1 << size) - 1
-            pred[slot] += diff
-        out_pos(base)
-        out_val(pred[slot])
+        pred[slot] += diff
+        coef[base] = pred[slot]
         k = 1
         while k < 64:
-            w = windows[bit]
-            length = ac_len[w]
-            if length == 0:
-                raise ImageError("corrupt JPEG: bad Huffman code")
-            rs = ac_sym[w]
-            bit += length
-            size = rs & 15
-            if size:
-                k += rs >> 4
+            entry = ac_fast[windows[bit]]
+            if entry is not None:
+                used, step, value = entry
+                bit += used
+            else:
+                w = windows[bit]
+                if ac_len[w] == 0:
+                    raise ImageError("corrupt JPEG: bad Huffman code")
+                size = ac_sym[w] & 15
+                step = ac_sym[w] >> 4
+                bit += ac_len[w]
                 value = windows[bit] >> (16 - size)
                 bit += size
                 if value < (1 << (size - 1)):
                     value -= (1 << size) - 1
-                out_pos(base + dezigzag[k])
-                out_val(value)
-                k += 1
-            elif rs == 0xF0:  # sixteen zeros
-                k += 16
-            else:  # end of block
-                break
-        if bit > nbits:
+            k += step
+            coef[base + dezigzag[k]] = value
+            k += 1
+        if start * 8 + bit > nbits:
             raise ImageError("the file is truncated (image data ends early)")
 
 
@@ -412,7 +461,7 @@ def _idct_butterfly(x0, x1, x2, x3, t0, t1, t2, t3, shift):
 
 def _idct_plane(comp) -> np.ndarray:
     """All blocks of a component through stb's integer IDCT, as one (rows, cols) plane."""
-    blocks = comp["coef"].astype(np.int64).reshape(-1, 8, 8)
+    blocks = comp["coef"].astype(np.int32).reshape(-1, 8, 8)  # C int arithmetic
     # Columns first, keeping 2 extra bits (the +512 rounds the >> 10).
     x0, x1, x2, x3, t0, t1, t2, t3 = _idct_1d(blocks.transpose(0, 2, 1))
     cols = _idct_butterfly(x0 + 512, x1 + 512, x2 + 512, x3 + 512, t0, t1, t2, t3, 10)
@@ -588,8 +637,15 @@ def _draw_box(im, x1, y1, x2, y2, rgb):
 
 
 def _draw_label(im, row, col, text, rgb):
-    """Black text on a box of the class colour, above the box when it fits (draw_label)."""
-    font = ImageFont.load_default()
+    """Black text on a box of the class colour, above the box when it fits (draw_label).
+
+    darknet renders its own bitmap alphabet (data/labels/) at a size from im.h * .03; here
+    Pillow's default font at about that size stands in for it.
+    """
+    try:
+        font = ImageFont.load_default(size=max(10, int(im.shape[1] * .03)))
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        font = ImageFont.load_default()
     left, top, right, bottom = font.getbbox(text)
     border = max(1, (bottom - top) // 4)  # darknet's label has a border of a quarter height
     label = Image.new("L", (right - left + 2 * border, bottom - top + 2 * border), 255)
