@@ -75,8 +75,19 @@ def hierarchy_of(net):
 
 
 def top_k(values, k):
-    """darknet's top_k: indices of the k largest, earlier index first among equals."""
-    return [int(i) for i in np.argsort(-values, kind="stable")[:k]]
+    """darknet's top_k, literally: each value bubbles into a k-slot list, displacing an entry
+    only when strictly greater, and a displaced entry moves on down the list. With ties this
+    is not a stable sort: for [0, 0, 0, 0, 0, 1] and k=3 darknet returns [5, 1, 2]."""
+    index = [-1] * k
+    values = [float(v) for v in values]
+    for i in range(len(values)):
+        current = i
+        for j in range(k):
+            if current < 0:
+                break
+            if index[j] < 0 or values[current] > values[index[j]]:
+                current, index[j] = index[j], current
+    return index
 
 
 def classify(net, image, top=5):
