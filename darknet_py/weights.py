@@ -57,10 +57,12 @@ def load_weights(net, path, cutoff=None):
     header, seen, offset = read_header(data, path)
     transpose = _is_transposed(header[0], header[1])
     total = len(data)
-    loaded = 0
+    # layers covered by the file: all of them, unless it stops before a layer with parameters
+    loaded = len(net.layers) if cutoff is None else min(cutoff, len(net.layers))
     for layer in _layers_with_params(net, cutoff):
         if offset == total:
-            break  # a partial file: the remaining layers keep their initial values
+            loaded = layer.index  # a partial file: later layers keep their initial values
+            break
         need = sum(int(np.prod(shape)) for _, shape in layer.param_layout()) * 4
         if total - offset < need:
             raise WeightsError(
@@ -74,7 +76,6 @@ def load_weights(net, path, cutoff=None):
             if transpose and layer.type == "connected" and name == "weights":
                 values = values.reshape(shape[1], shape[0]).T  # stored (inputs, outputs)
             getattr(layer, name)[...] = values.reshape(shape)
-        loaded = layer.index + 1
     if offset != total and (cutoff is None or cutoff >= len(net.layers)):
         raise WeightsError(f"{path}: {total - offset} bytes left over after the last layer "
                            f"(read {offset} of {total}): this file belongs to a larger network "
