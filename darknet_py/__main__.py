@@ -10,6 +10,9 @@ COMMANDS = {
     "classify": ("darknet_py.cli.classifier", "classify_shortcut"),
     "partial": ("darknet_py.cli.tools", "partial_main"),
     "forward": ("darknet_py.cli.tools", "forward_main"),
+    "calc_anchors": ("darknet_py.cli.evaluate", "calc_anchors_main"),
+    "voc_label": ("darknet_py.cli.evaluate", "voc_label_main"),
+    "wordtree": ("darknet_py.cli.wordtree", "main"),
 }
 
 USAGE = """usage: python -m darknet_py <command> [args]

@@ -27,6 +27,9 @@ def test_detector(data, cfg, weights, filename, thresh=0.5, hier=0.5, nms=0.45, 
 
 
 def main(argv):
+    if argv and argv[0] in ("valid", "recall", "map"):
+        from .evaluate import detector_main
+        return detector_main(argv)
     args = Args(argv)
     thresh = args.float("-thresh", default=0.5)
     hier = args.float("-hier", default=0.5)
