@@ -142,16 +142,25 @@ class Network:
         if not self.layers:
             raise CfgError(f"{path}: the cfg has a [net] section but no layers")
         report_unused(sections, strict=strict)
-        self.init_random(seed)
+        self.init_seed = seed
+        self.initialized = False
         if verbose:
             print(self.summary(), file=sys.stderr)
 
     # -- construction --------------------------------------------------------------------
-    def init_random(self, seed):
-        """Darknet's initial weights after srand(seed), in layer order."""
-        rng = GlibcRandom(seed)
+    def ensure_initialized(self):
+        """Darknet's initial weights after srand(seed), drawn in layer order, for the layers
+        a weights file did not cover (darknet draws them all at parse time; drawing millions
+        of numbers in Python is slow, so loaded layers are skipped over in the stream)."""
+        if self.initialized:
+            return
+        rng = GlibcRandom(self.init_seed)
         for layer in self.layers:
-            layer.init_random(rng)
+            if layer.index < self.loaded_layers:
+                layer.skip_random(rng)
+            else:
+                layer.init_random(rng)
+        self.initialized = True
 
     @property
     def batch(self):
@@ -182,6 +191,7 @@ class Network:
             raise DarknetError(f"{self.path}: input of shape {tuple(x.shape)} does not fit the "
                                f"network: expected (batch, {expected[0]}, {expected[1]}, "
                                f"{expected[2]})")
+        self.ensure_initialized()
         x = self.ops.to_device(x)
         for layer in self.layers:
             x = layer.forward(x, self)
@@ -201,6 +211,7 @@ class Network:
 
     def save_weights(self, path, cutoff=None):
         from .weights import save_weights
+        self.ensure_initialized()
         save_weights(self, path, cutoff)
 
 
@@ -220,4 +231,5 @@ def load_network(cfg, weights=None, batch=None, device=None, seed=1, strict=Fals
                             verbose=verbose)
     if weights is not None:
         net.load_weights(weights)
+    net.ensure_initialized()
     return net

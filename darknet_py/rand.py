@@ -34,6 +34,23 @@ def _block_coefficients(block):
 _COEFFS = _block_coefficients(_BLOCK)
 
 
+def _mulmod(a, b):
+    """Matrix product modulo 2**32 (uint64 products wrap modulo 2**64, a multiple of it)."""
+    return (a @ b) & 0xFFFFFFFF
+
+
+def _step_matrix():
+    """T with state' = T @ state for one draw: the 31-value window shifts by one and gains
+    r[i] = r[i-31] + r[i-3] (window positions 0 and 28)."""
+    step = np.zeros((_LAG, _LAG), dtype=np.uint64)
+    step[np.arange(_LAG - 1), np.arange(1, _LAG)] = 1
+    step[_LAG - 1, 0] = step[_LAG - 1, _LAG - 3] = 1
+    return step
+
+
+_STEP = _step_matrix()
+
+
 class GlibcRandom:
     """The state of glibc's rand() after srand(seed), plus darknet's rand_normal spare."""
 
@@ -73,6 +90,32 @@ class GlibcRandom:
                 self._state = np.concatenate([self._state[take:], block])
             done += take
         return out
+
+    def skip(self, count):
+        """Advance by `count` draws without producing them: T**count by repeated squaring,
+        so jumping over the millions of draws of a loaded layer costs microseconds."""
+        jump = np.eye(_LAG, dtype=np.uint64)
+        power = _STEP
+        while count:
+            if count & 1:
+                jump = _mulmod(power, jump)
+            power = _mulmod(power, power)
+            count >>= 1
+        self._state = _mulmod(jump, self._state)
+
+    def skip_normal(self, count):
+        """Advance as `count` rand_normal() calls would, spare included."""
+        if count and self._spare is not None:
+            self._spare = None
+            count -= 1
+        if count % 2:
+            self.skip(count - 1)
+            self.normal(1)   # the last pair for real: its sin() is the spare the next call uses
+        else:
+            self.skip(count)
+
+    def skip_uniform(self, count):
+        self.skip(count)
 
     def rand(self, count=None):
         """glibc rand(): one int, or an int64 array of `count` draws."""

@@ -109,8 +109,8 @@ def save_weights(net, path, cutoff=None, header=None, seen=None):
 
 def partial(cfg, weights, out, cutoff):
     """darknet partial: keep the first `cutoff` layers' weights, with seen reset to 0."""
-    from .network import load_network
-    net = load_network(cfg, batch=1)
+    from .network import parse_network_cfg
+    net = parse_network_cfg(cfg, batch=1)
     net.load_weights(weights, cutoff=cutoff)
     save_weights(net, out, cutoff, header=(0, 2, 0), seen=0)
     return net

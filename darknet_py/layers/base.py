@@ -48,6 +48,9 @@ class Layer:
     def init_random(self, rng):
         """Darknet's initial values, drawing from `rng` (a rand.GlibcRandom) as darknet does."""
 
+    def skip_random(self, rng):
+        """Advance `rng` past this layer's draws (its values came from a weights file)."""
+
     # -- computation -------------------------------------------------------------------
     def forward(self, x, net):
         raise NotImplementedError

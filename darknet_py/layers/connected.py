@@ -43,6 +43,9 @@ class ConnectedLayer(Layer):
         draws = rng.uniform(self.weights.size, -1, 1)
         self.weights[...] = (scale * draws).reshape(self.weights.shape)
 
+    def skip_random(self, rng):
+        rng.skip_uniform(self.weights.size)
+
     def forward(self, x, net):
         ops = net.ops
         flat = x.reshape(x.shape[0], self.inputs)

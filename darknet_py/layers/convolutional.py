@@ -73,6 +73,9 @@ class ConvolutionalLayer(Layer):
         scale = np.float32(np.sqrt(2.0 / fan_in))
         self.weights[...] = (scale * rng.normal(self.weights.size)).reshape(self.weights.shape)
 
+    def skip_random(self, rng):
+        rng.skip_normal(self.weights.size)
+
     def forward(self, x, net):
         ops = net.ops
         batch = x.shape[0]
