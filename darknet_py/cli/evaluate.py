@@ -1,0 +1,556 @@
+"""Evaluation commands: `detector valid|recall|map`, `calc_anchors` and `voc_label`.
+
+valid and recall follow darknet's detector.c (validate_detector, validate_detector_recall);
+map and calc_anchors are not in pjreddie's darknet and follow the VOC devkit and the YOLOv2
+paper (see darknet_py.evaluation).
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .. import detection
+from ..config import read_cfg, read_data_cfg, read_list
+from ..errors import DarknetError
+from ..evaluation import anchors as dimension_clusters
+from ..evaluation.ap import (ScoredBox, TruthBox, evaluate, format_detection_line,
+                             read_detection_file)
+from ..evaluation.labels import image_id, label_path, read_image_labels, read_label_file
+from ..fileio import atomic_write_text
+from ..image import letterbox_image, load_image, resize_image
+from . import Args, device_from
+from .common import load_for_inference, read_names
+
+F32 = np.float32
+
+DETECTOR_USAGE = """usage:
+  python -m darknet_py detector valid <data> <cfg> <weights> [-out prefix] [-exact] [-i gpu|-nogpu]
+  python -m darknet_py detector recall <data> <cfg> <weights> [-exact] [-i gpu|-nogpu]
+  python -m darknet_py detector map <data> <cfg> <weights> [-iou .5] [-points 11|0] [-exact]
+  python -m darknet_py detector map <data> -dets <folder of comp4 files> [-out prefix] [-iou .5] [-points 11|0]"""
+
+# COCO category ids of darknet's 80 classes (darknet's coco_ids table in detector.c).
+COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+            25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49,
+            50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74,
+            75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90]
+
+VALID_THRESH, VALID_NMS = 0.005, 0.45          # validate_detector's fixed values
+RECALL_THRESH, RECALL_IOU, RECALL_NMS = 0.001, 0.5, 0.4   # validate_detector_recall's
+
+
+# ----------------------------------------------------------------------- shared pieces
+
+def _valid_paths(options, data):
+    path = options.get("valid", "data/train.list")
+    paths = [line.strip() for line in read_list(path, "valid list") if line.strip()]
+    if not paths:
+        raise DarknetError(f"{data}: valid = {path}: the list is empty")
+    return paths
+
+
+def _class_map(options):
+    """The data file's map= (one dataset class -> network class index per line)."""
+    if "map" not in options:
+        return None
+    return np.array([int(line) for line in read_list(options["map"], "map file") if line.strip()])
+
+
+def _region_classes(net):
+    """darknet takes the class count from the last layer (the [region] of a detector)."""
+    last = net.layers[-1]
+    if last.type != "region":
+        raise DarknetError(f"{net.path}: the last layer is [{last.type}], not a [region] "
+                           "detection layer")
+    return last.classes
+
+
+def _detect(net, im, thresh, nms, class_map):
+    """validate_detector's per-image work: letterbox, forward, pixel boxes, do_nms_sort.
+    Returns (Boxes, order after NMS)."""
+    net.forward(letterbox_image(im, net.width, net.height)[None])
+    boxes = detection.network_boxes(net, im.shape[2], im.shape[1], thresh, 0.5, class_map,
+                                    relative=False)
+    order = detection.do_nms_sort(boxes, nms) if nms else np.arange(len(boxes.prob))
+    return boxes, order
+
+
+def _corners(boxes, order, offset):
+    """xmin, ymin, xmax, ymax in float32 as print_detector_detections (offset 1) and
+    print_cocos (offset 0) compute them: `bbox.x - bbox.w/2. + 1` is evaluated in double
+    (the 2. literal) and stored in a float."""
+    xywh = boxes.xywh[order].astype(np.float64)
+    half_w, half_h = xywh[:, 2] / 2.0, xywh[:, 3] / 2.0
+    return ((xywh[:, 0] - half_w + offset).astype(F32), (xywh[:, 1] - half_h + offset).astype(F32),
+            (xywh[:, 0] + half_w + offset).astype(F32), (xywh[:, 1] + half_h + offset).astype(F32))
+
+
+def comp4_records(boxes, order, im_w, im_h, classes):
+    """(class, prob, xmin, ymin, xmax, ymax) as print_detector_detections writes them: boxes
+    in NMS order, 1-based pixels clipped to [1, w] x [1, h], every class with a nonzero prob."""
+    xmin, ymin, xmax, ymax = _corners(boxes, order, 1.0)
+    xmin, ymin = np.where(xmin < 1, F32(1), xmin), np.where(ymin < 1, F32(1), ymin)
+    xmax, ymax = np.where(xmax > im_w, F32(im_w), xmax), np.where(ymax > im_h, F32(im_h), ymax)
+    probs = boxes.prob[order][:, :classes]
+    return [(int(j), float(probs[i, j]), float(xmin[i]), float(ymin[i]), float(xmax[i]),
+             float(ymax[i])) for i, j in zip(*np.nonzero(probs))]
+
+
+def _clipped_zero_based(boxes, order, im_w, im_h):
+    """print_cocos / print_imagenet_detections corners: 0-based, clipped to [0, w] x [0, h]."""
+    xmin, ymin, xmax, ymax = _corners(boxes, order, 0.0)
+    return (np.where(xmin < 0, F32(0), xmin), np.where(ymin < 0, F32(0), ymin),
+            np.where(xmax > im_w, F32(im_w), xmax), np.where(ymax > im_h, F32(im_h), ymax))
+
+
+def coco_image_id(path):
+    """get_coco_image_id: atoi of what follows the last '_' (else the last '/')."""
+    cut = max(path.rfind("_"), path.rfind("/"))
+    digits = ""
+    for char in path[cut + 1:]:
+        if not char.isdigit():
+            break
+        digits += char
+    return int(digits) if digits else 0
+
+
+def coco_lines(path, boxes, order, im_w, im_h, classes):
+    """print_cocos: one JSON object per (box, class) with a nonzero prob, bbox = x, y, w, h."""
+    xmin, ymin, xmax, ymax = _clipped_zero_based(boxes, order, im_w, im_h)
+    width, height = xmax - xmin, ymax - ymin    # float subtraction, as darknet's bw, bh
+    probs = boxes.prob[order][:, :classes]
+    image = coco_image_id(path)
+    return [f'{{"image_id":{image}, "category_id":{COCO_IDS[j]}, "bbox":[{float(xmin[i]):f}, '
+            f'{float(ymin[i]):f}, {float(width[i]):f}, {float(height[i]):f}], '
+            f'"score":{float(probs[i, j]):f}}}' for i, j in zip(*np.nonzero(probs))]
+
+
+def imagenet_lines(number, boxes, order, im_w, im_h, classes):
+    """print_imagenet_detections: `<image number> <class+1> <prob> <corners>`, 0-based."""
+    xmin, ymin, xmax, ymax = _clipped_zero_based(boxes, order, im_w, im_h)
+    probs = boxes.prob[order][:, :classes]
+    return [f"{number} {j + 1} {float(probs[i, j]):f} {float(xmin[i]):f} {float(ymin[i]):f} "
+            f"{float(xmax[i]):f} {float(ymax[i]):f}\n" for i, j in zip(*np.nonzero(probs))]
+
+
+# ----------------------------------------------------------------------- detector valid
+
+def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=False, net=None):
+    """darknet's validate_detector. Returns the paths written.
+
+    eval=voc (default): <results>/<outfile><class>.txt with outfile "comp4_det_test_" (as in
+    darknet, -out replaces that prefix); eval=coco: <results>/<outfile or coco_results>.json;
+    eval=imagenet: <results>/<outfile or imagenet-detection>.txt (200 classes). The results
+    folder is created (darknet fails on a missing one). An empty COCO file is written as
+    "[\\n]\\n" (darknet's seek-back would leave invalid JSON).
+    """
+    options, names = read_names(data)
+    results = options.get("results", "results")
+    kind = options.get("eval", "voc")
+    class_map = _class_map(options)
+    paths = _valid_paths(options, data)
+    net = net or load_for_inference(cfg, weights, device, exact)
+    classes = 200 if kind == "imagenet" else _region_classes(net)
+    if kind == "coco" and classes > len(COCO_IDS):
+        raise DarknetError(f"{data}: eval=coco needs at most {len(COCO_IDS)} classes, the "
+                           f"network has {classes}")
+    if kind == "voc" and len(names) < classes:
+        raise DarknetError(f"{data}: names = {options.get('names')} lists {len(names)} names, "
+                           f"the network has {classes} classes")
+    os.makedirs(results, exist_ok=True)
+    per_class = [[] for _ in range(classes)]
+    lines = []
+    start = time.time()
+    for number, path in enumerate(paths, start=1):
+        im = load_image(path)
+        boxes, order = _detect(net, im, VALID_THRESH, VALID_NMS, class_map)
+        w, h = im.shape[2], im.shape[1]
+        if kind == "coco":
+            lines += coco_lines(path, boxes, order, w, h, classes)
+        elif kind == "imagenet":
+            lines += imagenet_lines(number, boxes, order, w, h, classes)
+        else:
+            name = image_id(path)
+            for cls, prob, *corners in comp4_records(boxes, order, w, h, classes):
+                per_class[cls].append(format_detection_line(name, prob, *corners))
+        if number % 4 == 0 or number == len(paths):   # darknet reports per 4-image batch
+            print(number, file=sys.stderr)
+    print(f"Total Detection Time: {time.time() - start:f} Seconds", file=sys.stderr)
+    if kind == "coco":
+        target = os.path.join(results, (outfile or "coco_results") + ".json")
+        atomic_write_text(target, "[\n" + ",\n".join(lines) + "\n]\n")
+        return [target]
+    if kind == "imagenet":
+        target = os.path.join(results, (outfile or "imagenet-detection") + ".txt")
+        atomic_write_text(target, "".join(lines))
+        return [target]
+    written = []
+    for cls in range(classes):
+        target = os.path.join(results, f"{outfile or 'comp4_det_test_'}{names[cls]}.txt")
+        atomic_write_text(target, "".join(per_class[cls]))
+        written.append(target)
+    return written
+
+
+# ----------------------------------------------------------------------- detector recall
+
+def do_nms_obj(boxes, thresh):
+    """darknet's do_nms_obj: boxes with objectness 0 go to the end (its swap loop), the rest
+    are stably sorted by objectness and a box overlapping a kept one by IoU > thresh loses its
+    objectness and probabilities. Modifies boxes; returns the order."""
+    order = np.arange(len(boxes.objectness))
+    last = len(order) - 1
+    i = 0
+    while i <= last:
+        if boxes.objectness[order[i]] == 0:
+            order[i], order[last] = order[last], order[i]
+            last -= 1
+        else:
+            i += 1
+    live = order[:last + 1]
+    live = live[np.argsort(-boxes.objectness[live], kind="stable")]
+    for i, keep in enumerate(live):
+        if boxes.objectness[keep] == 0:
+            continue
+        rest = live[i + 1:]
+        rest = rest[boxes.objectness[rest] != 0]
+        hit = rest[detection.box_iou(boxes.xywh[keep], boxes.xywh[rest]) > thresh]
+        boxes.objectness[hit] = 0
+        boxes.prob[hit] = 0
+    order[:last + 1] = live
+    return order
+
+
+def _c_percent(numerator, denominator, dtype):
+    """numerator*100/denominator as C prints it with %.2f; 0/0 is the x86 default NaN,
+    which glibc prints as -nan."""
+    if denominator == 0:
+        return "-nan" if numerator == 0 else ("inf" if numerator > 0 else "-inf")
+    return f"{float(dtype(numerator) * dtype(100) / dtype(denominator)):.2f}"
+
+
+def validate_detector_recall(data, cfg, weights, device="cpu", exact=False, net=None,
+                             stream=None):
+    """darknet's validate_detector_recall on the data file's valid= list (darknet reads a
+    hard-coded data/coco_val_5k.list). As darknet: the image is resized (not letterboxed),
+    thresh .001, do_nms_obj at .4, a label counts as found when a proposal (objectness >
+    thresh) overlaps it by IoU > .5. Prints darknet's line per image; returns the totals."""
+    stream = stream or sys.stderr
+    options = read_data_cfg(data)
+    paths = _valid_paths(options, data)
+    net = net or load_for_inference(cfg, weights, device, exact)
+    total = correct = proposals = 0
+    avg_iou = F32(0)
+    for i, path in enumerate(paths):
+        im = load_image(path)
+        net.forward(resize_image(im, net.width, net.height)[None])
+        boxes = detection.network_boxes(net, net.width, net.height, RECALL_THRESH, 0.5)
+        do_nms_obj(boxes, RECALL_NMS)
+        truth = read_label_file(label_path(path))
+        proposals += int(np.count_nonzero(boxes.objectness > F32(RECALL_THRESH)))
+        live = boxes.objectness > F32(RECALL_THRESH)
+        for t in truth.xywh.astype(F32):
+            total += 1
+            ious = detection.box_iou(t, boxes.xywh[live])
+            ious = ious[ious > 0]     # darknet's `iou > best_iou` from 0: NaN never wins
+            best = ious.max() if ious.size else F32(0)
+            avg_iou = F32(avg_iou + best)
+            correct += int(best > RECALL_IOU)
+        rps = float(F32(proposals) / F32(i + 1))
+        print(f"{i:5d} {correct:5d} {total:5d}\tRPs/Img: {rps:.2f}\t"
+              f"IOU: {_c_percent(avg_iou, total, F32)}%\t"
+              f"Recall:{_c_percent(correct, total, np.float64)}%", file=stream)
+    return {"total": total, "correct": correct, "proposals": proposals,
+            "avg_iou": float(avg_iou / total) if total else float("nan")}
+
+
+# ----------------------------------------------------------------------- detector map
+
+def _image_size(path):
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            return image.width, image.height
+    except Exception as err:   # any Pillow failure: say which image
+        raise DarknetError(f"cannot read the size of image {path}: {err}") from None
+
+
+def ground_truth(paths, classes, sizes):
+    """TruthBoxes per class from the label files of `paths`, as 1-based pixel corners (the
+    inverse of voc_label's conversion, so VOC boxes come back as their XML coordinates)."""
+    truths = {c: [] for c in range(classes)}
+    for path in paths:
+        labels = read_image_labels(path)
+        width, height = sizes[path]
+        for cls, (x, y, w, h), difficult in zip(labels.classes, labels.xywh, labels.difficult):
+            if cls >= classes:
+                raise DarknetError(f"{label_path(path)}: class {cls} but the data file has "
+                                   f"{classes} classes")
+            box = ((x - w / 2) * width + 1, (y - h / 2) * height + 1,
+                   (x + w / 2) * width + 1, (y + h / 2) * height + 1)
+            truths[int(cls)].append(TruthBox(image_id(path), box, bool(difficult)))
+    return truths
+
+
+def _unique_ids(paths):
+    seen = {}
+    for path in paths:
+        other = seen.setdefault(image_id(path), path)
+        if other != path:
+            raise DarknetError(f"images {other} and {path} have the same id "
+                               f"'{image_id(path)}': detection files cannot tell them apart")
+
+
+def detections_from_network(net, paths, classes, class_map, sizes):
+    """What `detector valid` would write, kept in memory: ScoredBoxes per class."""
+    found = {c: [] for c in range(classes)}
+    for number, path in enumerate(paths, start=1):
+        im = load_image(path)
+        sizes[path] = (im.shape[2], im.shape[1])
+        boxes, order = _detect(net, im, VALID_THRESH, VALID_NMS, class_map)
+        for cls, prob, *corners in comp4_records(boxes, order, *sizes[path], classes):
+            found[cls].append(ScoredBox(image_id(path), prob, tuple(corners)))
+        if number % 20 == 0:
+            print(f"{number}/{len(paths)} images", file=sys.stderr)
+    return found
+
+
+def detections_from_files(folder, prefix, names, warn):
+    found = {}
+    for cls, name in enumerate(names):
+        path = os.path.join(folder, f"{prefix}{name}.txt")
+        if os.path.exists(path):
+            found[cls] = read_detection_file(path)
+        else:
+            warn(f"{path}: no detection file, class '{name}' has no detections")
+            found[cls] = []
+    return found
+
+
+def detector_map(data, cfg=None, weights=None, iou=0.5, points=11, dets_folder=None,
+                 prefix=None, device="cpu", exact=False, net=None, stream=None):
+    """Per-class AP and mAP on the valid= images; returns (list of ClassAP, mAP)."""
+    stream = stream or sys.stdout
+    options, names = read_names(data)
+    paths = _valid_paths(options, data)
+    _unique_ids(paths)
+    sizes = {}
+    if dets_folder is not None:
+        classes = int(options.get("classes", len(names)))
+        found = detections_from_files(dets_folder, prefix or "comp4_det_test_", names[:classes],
+                                      lambda m: print(f"warning: {m}", file=sys.stderr))
+        sizes = {path: _image_size(path) for path in paths}
+    else:
+        net = net or load_for_inference(cfg, weights, device, exact)
+        classes = _region_classes(net)
+        found = detections_from_network(net, paths, classes, _class_map(options), sizes)
+    if len(names) < classes:
+        raise DarknetError(f"{data}: {len(names)} names for {classes} classes")
+    truths = ground_truth(paths, classes, sizes)
+    # comp4 boxes are integer-pixel inclusive coordinates: the devkit's +1 IoU convention
+    results, mean = evaluate(found, truths, classes, iou, points, pixel_inclusive=True)
+    kind = "11-point (VOC2007)" if points == 11 else \
+        ("all-point (VOC2010+)" if points == 0 else f"{points}-point")
+    print(f"{len(paths)} images, IoU >= {iou:g}, {kind} interpolation", file=stream)
+    print(f"{'class':<20} {'AP':>8} {'TP':>7} {'FP':>7} {'GT':>6}", file=stream)
+    for name, result in zip(names, results):
+        ap = "n/a" if result.npos == 0 else f"{100 * result.ap:.2f} %"
+        print(f"{name:<20} {ap:>8} {result.tp:>7} {result.fp:>7} {result.npos:>6}", file=stream)
+    print(f"mAP = {'n/a' if math.isnan(mean) else f'{100 * mean:.2f} %'}", file=stream)
+    return results, mean
+
+
+def detector_main(argv):
+    args = Args(argv)
+    outfile = args.str("-out")
+    iou = args.float("-iou", default=0.5)
+    points = args.int("-points", default=11)
+    dets_folder = args.str("-dets")
+    exact = args.flag("-exact")
+    device = device_from(args)
+    command, data, cfg, weights = args.positional(4, DETECTOR_USAGE)
+    if command == "map" and data and (dets_folder or (cfg and weights)):
+        detector_map(data, cfg, weights, iou, points, dets_folder, outfile, device, exact)
+        return 0
+    if not (data and cfg and weights):
+        raise DarknetError(f"detector {command}: needs <data> <cfg> <weights>\n{DETECTOR_USAGE}")
+    if command == "valid":
+        for path in validate_detector(data, cfg, weights, outfile, device, exact):
+            print(path)
+    elif command == "recall":
+        validate_detector_recall(data, cfg, weights, device, exact)
+    else:
+        raise DarknetError(f"unknown detector command '{command}'\n{DETECTOR_USAGE}")
+    return 0
+
+
+# ----------------------------------------------------------------------- calc_anchors
+
+CALC_ANCHORS_USAGE = ("python -m darknet_py calc_anchors <data> [-num_of_clusters 5] "
+                      "[-width 416 -height 416] [-seed 0] [-restarts 10] [-table] [-cfg cfg] "
+                      "[-png plot.png]")
+
+
+def training_box_sizes(data):
+    """(w, h) relative to the image of every box in the label files of the data file's
+    train= list; zero-size boxes and missing label files are reported and left out."""
+    options = read_data_cfg(data)
+    if "train" not in options:
+        raise DarknetError(f"{data}: no 'train =' line (calc_anchors clusters its labels)")
+    paths = [p.strip() for p in read_list(options["train"], "train list") if p.strip()]
+    sizes, missing, degenerate = [], 0, 0
+    for path in paths:
+        if not os.path.exists(label_path(path)):
+            missing += 1
+            continue
+        labels = read_label_file(label_path(path))
+        good = (labels.xywh[:, 2] > 0) & (labels.xywh[:, 3] > 0)
+        degenerate += int((~good).sum())
+        sizes.append(labels.xywh[good, 2:4])
+    if missing:
+        print(f"calc_anchors: warning: {missing} of {len(paths)} images have no label file",
+              file=sys.stderr)
+    if degenerate:
+        print(f"calc_anchors: warning: {degenerate} boxes of zero width or height left out",
+              file=sys.stderr)
+    boxes = np.concatenate(sizes) if sizes else np.zeros((0, 2))
+    if len(boxes) == 0:
+        raise DarknetError(f"{options['train']}: no boxes found in the label files of its images")
+    return boxes, len(paths)
+
+
+def cfg_anchors(cfg):
+    """(anchors in the cfg's grid units (n, 2), net width, net height) of the cfg's last
+    [region]. The grid is taken as width/32, the stride of every YOLOv2 cfg."""
+    sections = read_cfg(cfg)
+    net = sections[0]
+    regions = [s for s in sections if s.type == "region"]
+    if not regions:
+        raise DarknetError(f"{cfg}: no [region] section, so no anchors to compare with")
+    values = regions[-1].list("anchors", float, default=[])
+    num = regions[-1].int("num", len(values) // 2)
+    if len(values) < 2 * num:
+        raise DarknetError(f"{regions[-1].where()} num={num} needs {2 * num} anchor values, "
+                           f"found {len(values)}")
+    return (np.array(values[:2 * num]).reshape(num, 2), net.int("width", 416),
+            net.int("height", 416))
+
+
+def _format_anchors(anchors):
+    return ",  ".join(f"{w:.4f},{h:.4f}" for w, h in anchors)
+
+
+def anchor_table(boxes, seed, restarts, ks=range(1, 11)):
+    """[(k, IoU k-means avg IoU, Euclidean k-means avg IoU)] for each k."""
+    return [(k, dimension_clusters.kmeans_iou(boxes, k, seed, restarts).avg_iou,
+             dimension_clusters.kmeans_euclidean(boxes, k, seed, restarts).avg_iou) for k in ks]
+
+
+def plot_table(rows, cfg_point, path):
+    """avg IoU vs k as a PNG (Pillow only): IoU k-means blue, Euclidean red, cfg green."""
+    from PIL import Image, ImageDraw
+    width, height, margin = 640, 420, 60
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    ks = [row[0] for row in rows]
+    low = min(min(r[1], r[2]) for r in rows + ([(0, cfg_point[1], 1)] if cfg_point else []))
+    low = max(0.0, math.floor(low * 10) / 10)
+
+    def xy(k, value):
+        x = margin + (k - min(ks)) / max(1, max(ks) - min(ks)) * (width - 2 * margin)
+        y = height - margin - (value - low) / (1 - low) * (height - 2 * margin)
+        return x, y
+
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    for k in ks:
+        draw.text((xy(k, low)[0] - 3, height - margin + 8), str(k), fill="black")
+    for tick in np.arange(low, 1.0001, 0.1):
+        draw.text((10, xy(ks[0], tick)[1] - 6), f"{tick:.1f}", fill="black")
+    draw.text((width / 2 - 20, height - 25), "k (clusters)", fill="black")
+    draw.text((margin, 20), "average IoU: IoU k-means (blue), Euclidean (red), cfg (green)",
+              fill="black")
+    for column, colour in ((1, "blue"), (2, "red")):
+        points = [xy(row[0], row[column]) for row in rows]
+        draw.line(points, fill=colour, width=2)
+        for x, y in points:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+    if cfg_point:
+        x, y = xy(*cfg_point)
+        draw.rectangle([x - 4, y - 4, x + 4, y + 4], fill="green")
+    image.save(path)
+
+
+def calc_anchors_main(argv):
+    args = Args(argv)
+    k = args.int("-num_of_clusters", default=5)
+    seed = args.int("-seed", default=0)
+    restarts = args.int("-restarts", default=10)
+    table = args.flag("-table")
+    cfg = args.str("-cfg")
+    png = args.str("-png")
+    width, height = args.int("-width"), args.int("-height")
+    (data,) = args.positional(1, CALC_ANCHORS_USAGE)
+    if data is None:
+        raise DarknetError(f"usage: {CALC_ANCHORS_USAGE}")
+    reference = cfg_anchors(cfg) if cfg else None
+    width = width or (reference[1] if reference else 416)
+    height = height or (reference[2] if reference else 416)
+    relative, images = training_box_sizes(data)
+    # the region layer's anchors are in grid cells of 32 pixels of the network input
+    boxes = relative * np.array([width / 32.0, height / 32.0])
+    print(f"{len(boxes)} boxes from {images} images; network {width}x{height}, anchors in "
+          f"grid units (pixels / 32)")
+    clusters = dimension_clusters.kmeans_iou(boxes, k, seed, restarts)
+    print(f"num_of_clusters = {k}, seed = {seed}, restarts = {restarts}")
+    print(f"anchors = {_format_anchors(clusters.anchors)}")
+    print(f"avg IoU = {100 * clusters.avg_iou:.2f} %")
+    cfg_point = None
+    if reference:
+        # the cfg's anchors are in its own grid; IoU does not change with the unit
+        ref = reference[0] / np.array([reference[1] / 32.0, reference[2] / 32.0]) \
+            * np.array([width / 32.0, height / 32.0])
+        cfg_point = (len(ref), dimension_clusters.avg_iou(boxes, ref))
+        print(f"{cfg} anchors ({len(ref)}): avg IoU = {100 * cfg_point[1]:.2f} %")
+    if table or png:
+        rows = anchor_table(boxes, seed, restarts)
+        if table:
+            print(f"{'k':>3} {'IoU k-means':>12} {'Euclidean':>10}")
+            for kk, iou_value, euclid_value in rows:
+                print(f"{kk:>3} {100 * iou_value:>10.2f} % {100 * euclid_value:>8.2f} %")
+            if cfg_point:
+                print(f"cfg {os.path.basename(cfg)}: {cfg_point[0]} anchors, "
+                      f"{100 * cfg_point[1]:.2f} %")
+        if png:
+            plot_table(rows, cfg_point, png)
+            print(f"plot written to {png}")
+    return 0
+
+
+# ----------------------------------------------------------------------- voc_label
+
+VOC_LABEL_USAGE = ("python -m darknet_py voc_label <VOC root> [-out folder] "
+                   "[-sets train,val,test] [-names classes.names]")
+
+
+def voc_label_main(argv):
+    from ..voc_label import voc_label
+    args = Args(argv)
+    out = args.str("-out")
+    sets = [s for s in args.str("-sets", default="train,val,test").split(",") if s]
+    names_file = args.str("-names")
+    (root,) = args.positional(1, VOC_LABEL_USAGE)
+    if root is None:
+        raise DarknetError(f"usage: {VOC_LABEL_USAGE}")
+    names = [n.strip() for n in read_list(names_file, "names list") if n.strip()] \
+        if names_file else None
+    report = voc_label(root, out, sets, names)
+    print(f"{len(report.classes)} classes: {', '.join(report.classes)}")
+    for name, paths in report.sets.items():
+        print(f"{name}: {len(paths)} images")
+    print(f"{report.boxes} boxes written, {report.difficult} difficult (kept aside), "
+          f"{report.skipped_boxes} skipped, {len(report.warnings)} warnings")
+    print(f"data file: {report.data_path}")
+    return 0
