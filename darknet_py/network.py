@@ -127,7 +127,10 @@ class Network:
         self.header = (0, 2, 0)   # version written by save_weights unless a file says otherwise
         self.loaded_layers = 0
         self.train = False
-        self.exact_gemm = False   # True: darknet's summation order in every GEMM (slow)
+        self.rng = __import__("numpy").random.default_rng(seed)   # dropout, random policy
+        # True: darknet's own summation order in GEMMs and batch-norm statistics, so results
+        # are bit-faithful to darknet (slow: for tests and conversions)
+        self.exact = False
         self.truth = None
         self.layers = []
         shape = (self.channels, self.height, self.width)
@@ -203,6 +206,83 @@ class Network:
             if layer.type != "cost":
                 return layer
         return self.layers[-1]
+
+    # -- training ------------------------------------------------------------------------
+    def train_step(self, x, truth):
+        """One darknet iteration (train_network): the rows of x are cut into minibatches of
+        `batch` (the cfg's batch/subdivisions); each does forward, backward and `seen +=
+        batch`, and the update runs after every `subdivisions` minibatches. Returns the
+        loss darknet reports: the sum of minibatch costs over the number of rows."""
+        rows, minibatch = x.shape[0], self.options.batch
+        if rows % minibatch:
+            raise DarknetError(f"train_step: {rows} rows is not a multiple of the minibatch "
+                               f"({minibatch} = batch/subdivisions)")
+        self.ensure_initialized()
+        if not self._updates_ready:
+            for layer in self.layers:
+                layer.zero_updates(self.ops)
+            self._updates_ready = True
+        f32 = __import__("numpy").float32
+        total = f32(0)   # darknet sums the minibatch costs in float
+        for start in range(0, rows, minibatch):
+            self.seen += minibatch
+            total += f32(self._train_minibatch(x[start:start + minibatch],
+                                               truth[start:start + minibatch]))
+            if (self.seen // minibatch) % self.options.subdivisions == 0:
+                self.update()
+        return float(total / f32(rows))
+
+    _updates_ready = False
+
+    def _train_minibatch(self, x, truth):
+        """forward_network + backward_network in training mode; returns *net->cost."""
+        ops = self.ops
+        self.train, self.truth = True, ops.to_device(truth)
+        try:
+            x = ops.to_device(x)
+            self.input = x
+            for layer in self.layers:
+                # darknet zeroes every delta before the layer's forward (which may set it)
+                layer.delta = None
+                previous = self.layers[layer.index - 1] if layer.index else None
+                x = layer.forward(x, self)
+                if layer.delta_is_input_delta:
+                    layer.delta = previous.delta if previous is not None else None
+                elif layer.delta is None:
+                    layer.delta = ops.zeros(layer.output.shape)
+            costs = [layer.cost for layer in self.layers if layer.has_cost]
+            self.backward()
+        finally:
+            self.train, self.truth = False, None
+        # calc_network_cost: the float mean of l.cost over the layers that have one
+        f32 = __import__("numpy").float32
+        total = f32(0)
+        for cost in costs:
+            total += f32(cost)
+        return float(total / f32(len(costs))) if costs else 0.0
+
+    def backward(self):
+        """backward_network: last layer first, each writing into the previous layer's delta."""
+        for layer in reversed(self.layers):
+            if layer.stopbackward:
+                break
+            input_delta = self.layers[layer.index - 1].delta if layer.index else None
+            layer.backward(self, input_delta)
+
+    def learning_rate(self):
+        from .policy import learning_rate
+        return learning_rate(self.options, self.seen, self.rng)
+
+    def update(self):
+        """update_network: SGD with momentum and decay, rates scaled by batch*subdivisions."""
+        import numpy as np
+        f32 = np.float32
+        total = self.options.batch * self.options.subdivisions
+        rate = f32(self.learning_rate()) / f32(total)
+        decay_term = f32(-f32(self.options.decay)) * f32(total)
+        momentum = f32(self.options.momentum)
+        for layer in self.layers:
+            layer.update(self, rate, momentum, decay_term)
 
     # -- weights -------------------------------------------------------------------------
     def load_weights(self, path, cutoff=None):

@@ -42,9 +42,12 @@ def read_header(data, path):
     return (major, minor, revision), seen, size
 
 
-def _layers_with_params(net, cutoff):
+def _layers_with_params(net, cutoff, skip_flag):
+    """Layers whose parameters are in the file, in order; `dontload`/`dontsave` layers are
+    skipped (darknet neither reads nor writes their bytes)."""
     last = len(net.layers) if cutoff is None else min(cutoff, len(net.layers))
-    return [layer for layer in net.layers[:last] if layer.type in _PARAM_LAYER_TYPES]
+    return [layer for layer in net.layers[:last]
+            if layer.type in _PARAM_LAYER_TYPES and not getattr(layer, skip_flag)]
 
 
 def load_weights(net, path, cutoff=None):
@@ -59,7 +62,7 @@ def load_weights(net, path, cutoff=None):
     total = len(data)
     # layers covered by the file: all of them, unless it stops before a layer with parameters
     loaded = len(net.layers) if cutoff is None else min(cutoff, len(net.layers))
-    for layer in _layers_with_params(net, cutoff):
+    for layer in _layers_with_params(net, cutoff, "dontload"):
         if offset == total:
             loaded = layer.index  # a partial file: later layers keep their initial values
             break
@@ -93,7 +96,7 @@ def weights_bytes(net, cutoff=None, header=None, seen=None):
     parts.append(struct.pack("<Q", seen) if _seen_is_64bit(major, minor)
                  else struct.pack("<i", seen))
     transpose = _is_transposed(major, minor)
-    for layer in _layers_with_params(net, cutoff):
+    for layer in _layers_with_params(net, cutoff, "dontsave"):
         for name, _ in layer.param_layout():
             values = net.ops.to_host(getattr(layer, name))
             if transpose and layer.type == "connected" and name == "weights":

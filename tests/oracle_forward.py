@@ -21,7 +21,7 @@ class ForwardCase:
     def load(self, exact=False):
         net = darknet_py.load_network(self.path(self.manifest["effective_cfg"]),
                                       self.path(self.manifest["weights"]), seed=1234)
-        net.exact_gemm = exact
+        net.exact = exact
         return net
 
     def dump(self, index):

@@ -37,7 +37,7 @@ def forward_main(argv):
         raise SystemExit(f"usage: {FORWARD_USAGE}")
     net = load_network(cfg, None if weights == "none" else weights, batch=1, device=device,
                        seed=seed)
-    net.exact_gemm = exact
+    net.exact = exact
     if source.endswith(".npy"):
         x = np.load(source).astype(np.float32)
         if x.ndim == 3:

@@ -93,7 +93,7 @@ def interpolated_ap(recall, precision, points=11):
     for k in range(points):
         level = k / (points - 1)
         reached = precision[recall >= level]
-        total += reached.max() if reached.size else 0.0
+        total += float(reached.max()) if reached.size else 0.0
     return total / points
 
 

@@ -1,4 +1,6 @@
 """[avgpool]: global average over each channel (avgpool_layer.c)."""
+import numpy as np
+
 from .base import Layer
 
 
@@ -16,6 +18,11 @@ class AvgpoolLayer(Layer):
     def forward(self, x, net):
         self.output = net.ops.avgpool(x)
         return self.output
+
+    def backward(self, net, input_delta):
+        # each input cell gets delta / (h*w), computed in float as darknet does
+        if input_delta is not None:
+            input_delta += self.delta / np.float32(self.h * self.w)
 
     def describe(self):
         return f"avg                     {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  {self.c:4d}"

@@ -17,6 +17,17 @@ class Layer:
         self.out_c, self.out_h, self.out_w = in_shape
         self.output = None
         self.delta = None
+        # options darknet's parse_network_cfg reads for every layer
+        self.learning_rate_scale = section.float("learning_rate", 1.0)
+        self.stopbackward = section.int("stopbackward", 0)
+        self.onlyforward = section.int("onlyforward", 0)
+        self.dontload = section.int("dontload", 0)
+        self.dontsave = section.int("dontsave", 0)
+        section.int("truth", 0)
+        section.float("smooth", 0)
+        for unsupported in ("numload", "dontloadscales"):
+            if section.int(unsupported, 0):
+                raise self.error(f"'{unsupported}' is not supported", unsupported)
 
     # -- shapes ------------------------------------------------------------------------
     @property
@@ -52,8 +63,26 @@ class Layer:
         """Advance `rng` past this layer's draws (its values came from a weights file)."""
 
     # -- computation -------------------------------------------------------------------
+    # A layer whose delta is its input's delta (dropout) sets this; the network then
+    # hands it the previous layer's delta instead of a fresh one.
+    delta_is_input_delta = False
+    # Layers with a cost (region, softmax, cost) count in darknet's calc_network_cost,
+    # which averages l.cost over them, zero or not.
+    has_cost = False
+    cost = 0.0
+
     def forward(self, x, net):
         raise NotImplementedError
+
+    def backward(self, net, input_delta):
+        """Add (or, where darknet overwrites, write) -dLoss/dinput into input_delta, the
+        previous layer's delta (None for the first layer), and accumulate *_updates."""
+
+    def zero_updates(self, ops):
+        """Allocate the *_updates accumulators (layers with parameters)."""
+
+    def update(self, net, rate, momentum, decay_term):
+        """Apply darknet's SGD step to the parameters (layers with parameters)."""
 
     def bflops(self):
         return 0.0

@@ -76,24 +76,88 @@ class ConvolutionalLayer(Layer):
     def skip_random(self, rng):
         rng.skip_normal(self.weights.size)
 
+    def _columns(self, x, ops):
+        """The GEMM's right operand. Darknet skips im2col for every 1x1 kernel (whatever
+        the stride or padding), so that is the rule here too."""
+        if self.size == 1:
+            return x.reshape(x.shape[0], self.c, self.h * self.w)
+        return ops.im2col(x, self.size, self.stride, self.padding, self.out_h, self.out_w)
+
     def forward(self, x, net):
         ops = net.ops
-        batch = x.shape[0]
-        groups, k = self.groups, self.size
+        batch, groups = x.shape[0], self.groups
         hw = self.out_h * self.out_w
-        if k == 1 and self.stride == 1 and self.padding == 0:
-            cols = x.reshape(batch, self.c, hw)
-        else:
-            cols = ops.im2col(x, k, self.stride, self.padding, self.out_h, self.out_w)
-        cols = cols.reshape(batch, groups, -1, hw)
+        self.input = x
+        cols = self._columns(x, ops).reshape(batch, groups, -1, hw)
         filters = self.weights.reshape(groups, self.n_filters // groups, -1)
-        out = ops.matmul(filters, cols, net.exact_gemm).reshape(batch, self.n_filters, self.out_h, self.out_w)
+        out = ops.matmul(filters, cols, net.exact)
+        out = out.reshape(batch, self.n_filters, self.out_h, self.out_w)
         if self.batch_normalize:
-            out = ops.batchnorm_inference(out, self.rolling_mean, self.rolling_variance)
+            if net.train:
+                # forward_batchnorm_layer in training: batch statistics, rolling averages
+                self.x = out
+                self.mean, self.variance = ops.batchnorm_statistics(out, net.exact)
+                ops.update_rolling(self.rolling_mean, self.mean)
+                ops.update_rolling(self.rolling_variance, self.variance)
+                out = ops.batchnorm_inference(out, self.mean, self.variance)
+                self.x_norm = out
+            else:
+                out = ops.batchnorm_inference(out, self.rolling_mean, self.rolling_variance)
             out = ops.scale_bias(out, self.scales)
         out = ops.add_bias(out, self.biases)
         self.output = ops.activate(out, self.activation)
         return self.output
+
+    # -- training ----------------------------------------------------------------------
+    def zero_updates(self, ops):
+        self.bias_updates = ops.zeros(self.biases.shape)
+        self.weight_updates = ops.zeros(self.weights.shape)
+        if self.batch_normalize:
+            self.scale_updates = ops.zeros(self.scales.shape)
+
+    def backward(self, net, input_delta):
+        """backward_convolutional_layer. input_delta (the previous layer's delta) is
+        accumulated through col2im for k > 1 but OVERWRITTEN for 1x1 kernels: darknet's gemm
+        writes it with beta = 0 there. Kept on purpose: trained weights came from this."""
+        ops = net.ops
+        delta = self.delta * ops.gradient(self.output, self.activation)
+        if self.batch_normalize:
+            self.bias_updates += ops.bias_sums(delta)
+            self.scale_updates += ops.channel_sums(delta * self.x_norm)
+            delta = ops.batchnorm_backward(delta, self.x, self.mean, self.variance, self.scales)
+        else:
+            self.bias_updates += ops.bias_sums(delta)
+        self.delta = delta
+        batch, groups, hw = delta.shape[0], self.groups, self.out_h * self.out_w
+        per_group = self.n_filters // groups
+        grouped = delta.reshape(batch, groups, per_group, hw)
+        cols = self._columns(self.input, ops).reshape(batch, groups, -1, hw)
+        # weight_updates += delta . cols^T summed over the batch
+        if net.exact:   # darknet: one GEMM per image, each added onto the total
+            for image in range(batch):
+                grad = ops.matmul(grouped[image], cols[image].transpose(0, 2, 1), True)
+                self.weight_updates += grad.reshape(self.weights.shape)
+        else:           # one GEMM over batch*hw
+            lhs = grouped.transpose(1, 2, 0, 3).reshape(groups, per_group, batch * hw)
+            rhs = cols.transpose(1, 0, 3, 2).reshape(groups, batch * hw, -1)
+            self.weight_updates += ops.matmul(lhs, rhs).reshape(self.weights.shape)
+        if input_delta is None:
+            return
+        filters = self.weights.reshape(groups, per_group, -1)
+        col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, net.exact)
+        if self.size == 1:
+            input_delta[...] = col_delta.reshape(input_delta.shape)
+        else:
+            ops.col2im_add(col_delta.reshape(batch, -1, hw), input_delta, self.size,
+                           self.stride, self.padding, self.out_h, self.out_w)
+
+    def update(self, net, rate, momentum, decay_term):
+        ops = net.ops
+        rate = rate * np.float32(self.learning_rate_scale)
+        ops.sgd_step(self.biases, self.bias_updates, rate, momentum)
+        if self.batch_normalize:
+            ops.sgd_step(self.scales, self.scale_updates, rate, momentum)
+        ops.sgd_step(self.weights, self.weight_updates, rate, momentum, decay_term)
 
     def bflops(self):
         return (2.0 * self.n_filters * self.size * self.size * self.c / self.groups

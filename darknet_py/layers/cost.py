@@ -3,13 +3,18 @@
 At inference darknet has no truth and leaves the output at zero; the network's output is
 then the layer before it (network_output skips cost layers).
 """
+import numpy as np
+
 from .base import Layer
+
+SECRET_NUM = -1234   # darknet marks "no truth here" entries with this value
 
 COST_TYPES = ("sse", "masked", "smooth", "L1", "seg", "wgan")
 
 
 class CostLayer(Layer):
     type = "cost"
+    has_cost = True
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
@@ -29,7 +34,23 @@ class CostLayer(Layer):
 
     def forward(self, x, net):
         self.output = net.ops.zeros((x.shape[0], self.outputs, 1, 1))
+        if not (net.train and net.truth is not None):
+            return self.output   # darknet: no truth, no cost, output stays 0
+        if self.cost_type not in ("sse", "masked"):
+            raise self.error(f"training with cost type '{self.cost_type}' is not supported")
+        pred = x.reshape(self.output.shape).copy()
+        truth = net.truth.reshape(self.output.shape)
+        if self.cost_type == "masked":
+            pred[truth == SECRET_NUM] = SECRET_NUM   # masked entries cost nothing
+        diff = truth - pred   # l2_cpu: delta = truth - pred, error = diff^2
+        self.delta = diff
+        self.output = diff * diff
+        self.cost = float(net.ops.sequential_sum(self.output.reshape(-1)))
         return self.output
+
+    def backward(self, net, input_delta):
+        if input_delta is not None:
+            input_delta += np.float32(self.scale) * self.delta.reshape(input_delta.shape)
 
     def describe(self):
         return f"cost                                           {self.inputs:4d}"

@@ -1,5 +1,7 @@
 """[dropout]: identity at inference; in training darknet zeroes inputs with probability p
 and scales the rest by 1/(1-p) (dropout_layer.c)."""
+import numpy as np
+
 from .base import Layer
 
 
@@ -14,9 +16,22 @@ class DropoutLayer(Layer):
                              "probability")
         self.scale = 1.0 / (1.0 - self.probability)
 
+    delta_is_input_delta = True   # darknet: l.delta is the previous layer's delta
+
     def forward(self, x, net):
+        if net.train:
+            # darknet draws rand_uniform(0,1) per input and drops where r < p, scaling the
+            # rest, in place on the previous layer's output
+            self.rand = net.rng.random(x.shape, dtype=np.float32)
+            self.mask = np.where(self.rand < self.probability, np.float32(0),
+                                 np.float32(self.scale))
+            x *= self.mask
         self.output = x
         return self.output
+
+    def backward(self, net, input_delta):
+        if input_delta is not None:
+            input_delta *= self.mask
 
     def describe(self):
         return (f"dropout       p = {self.probability:.2f}               {self.inputs:4d}  ->  "

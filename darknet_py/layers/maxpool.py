@@ -36,6 +36,10 @@ class MaxpoolLayer(Layer):
                                                     self.out_h, self.out_w)
         return self.output
 
+    def backward(self, net, input_delta):
+        if input_delta is not None:
+            input_delta += net.ops.maxpool_backward(self.delta, self.indexes, input_delta.shape)
+
     def describe(self):
         return (f"max          {self.size} x {self.size} / {self.stride}  {self.w:4d} x{self.h:4d} "
                 f"x{self.c:4d}   ->  {self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}")

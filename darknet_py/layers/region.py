@@ -12,11 +12,13 @@ import numpy as np
 
 from ..config import find_data_file
 from ..tree import read_map, read_tree
+from ..region_loss import region_loss
 from .base import Layer
 
 
 class RegionLayer(Layer):
     type = "region"
+    has_cost = True
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
@@ -94,7 +96,24 @@ class RegionLayer(Layer):
             probs = ops.softmax_groups(classes, [0])
             out[:, :, start:start + count] = probs.transpose(0, 1, 3, 2)
         self.output = out.reshape(batch, self.out_c, self.out_h, self.out_w)
+        if net.train and not self.onlyforward:
+            self.delta, self.cost, self.stats = region_loss(self, out, net.truth, net.seen)
+            self.delta = self.delta.reshape(self.output.shape)
         return self.output
+
+    def backward(self, net, input_delta):
+        """backward_region_layer_gpu (darknet's CPU version is empty): the logistic's
+        gradient on x, y and objectness, then net.delta += delta."""
+        ops = net.ops
+        batch = self.delta.shape[0]
+        delta = self.delta.reshape(batch, self.n_anchors, self.entries, -1).copy()
+        out = self.output.reshape(delta.shape)
+        delta[:, :, 0:2] *= ops.gradient(out[:, :, 0:2], "logistic")
+        if not self.background:
+            delta[:, :, self.coords] *= ops.gradient(out[:, :, self.coords], "logistic")
+        self.delta = delta.reshape(self.output.shape)
+        if input_delta is not None:
+            input_delta += self.delta
 
     def describe(self):
         return "detection"

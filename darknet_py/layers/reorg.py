@@ -45,6 +45,12 @@ class ReorgLayer(Layer):
         self.output = shuffled.reshape(x.shape[0], self.out_c, self.out_h, self.out_w)
         return self.output
 
+    def backward(self, net, input_delta):
+        """The inverse shuffle, written over (not added to) the previous delta, as darknet."""
+        if input_delta is not None:
+            flat = self.delta.reshape(input_delta.shape)
+            input_delta[...] = net.ops.reorg(flat, self.stride, forward=not self.reverse)
+
     def describe(self):
         return (f"reorg              /{self.stride:2d}  {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "
                 f"{self.out_w:4d} x{self.out_h:4d} x{self.out_c:4d}")

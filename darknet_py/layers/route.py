@@ -45,5 +45,16 @@ class RouteLayer(Layer):
         self.output = joined.reshape(batch, self.out_c, self.out_h, self.out_w)
         return self.output
 
+    def backward(self, net, input_delta):
+        """Each source layer's delta gets its slice of this layer's delta (axpy: adds)."""
+        batch = self.delta.shape[0]
+        flat = self.delta.reshape(batch, -1)
+        offset = 0
+        for source in self.sources:
+            layer = net.layers[source]
+            size = layer.outputs
+            layer.delta += flat[:, offset:offset + size].reshape(layer.delta.shape)
+            offset += size
+
     def describe(self):
         return "route " + "".join(f" {source}" for source in self.sources)

@@ -12,6 +12,7 @@ from .base import Layer
 
 class SoftmaxLayer(Layer):
     type = "softmax"
+    has_cost = True
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
@@ -47,7 +48,18 @@ class SoftmaxLayer(Layer):
         flat = x.reshape(x.shape[0], -1)
         probs = net.ops.softmax_groups(flat, self.group_offsets(), self.temperature)
         self.output = probs.reshape(x.shape[0], self.outputs, 1, 1)
+        if net.train and net.truth is not None and not self.noloss:
+            # softmax_x_ent_cpu: delta = truth - p; loss = -log(p) where the truth is set
+            truth = net.truth.reshape(self.output.shape)
+            self.delta = truth - self.output
+            with np.errstate(divide="ignore"):
+                loss = np.where(truth != 0, -np.log(self.output.astype(np.float64)), 0)
+            self.cost = float(net.ops.sequential_sum(loss.astype(np.float32).reshape(-1)))
         return self.output
+
+    def backward(self, net, input_delta):
+        if input_delta is not None:
+            input_delta += self.delta.reshape(input_delta.shape)
 
     def describe(self):
         return f"softmax                                        {self.inputs:4d}"

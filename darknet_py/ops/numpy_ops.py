@@ -190,3 +190,98 @@ def _group_sums(values, offsets, sizes):
         groups = np.nonzero(sizes > position)[0]
         sums[..., groups] += values[..., offsets[groups] + position]
     return sums
+
+
+# ================================================================ training
+def col2im_add(cols, image, size, stride, pad, out_h, out_w):
+    """Adjoint of im2col: add (B, C*size*size, out_h*out_w) columns into image (B, C, H, W)
+    in place, as darknet's col2im_cpu does: kernel offsets in (c, ky, kx) order, each added
+    straight onto what the image holds; entries that fall in the padding are dropped."""
+    batch, channels, height, width = image.shape
+    padded = np.pad(image, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    grid = cols.reshape(batch, channels, size, size, out_h, out_w)
+    for ky in range(size):
+        for kx in range(size):
+            padded[:, :, ky:ky + stride * out_h:stride, kx:kx + stride * out_w:stride] += \
+                grid[:, :, ky, kx]
+    image[...] = padded[:, :, pad:pad + height, pad:pad + width]
+
+
+def _by_channel(x):
+    """(B, C, H, W) -> (C, B*H*W) in darknet's loop order (batch, then space) per channel."""
+    return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
+
+
+def channel_sums(x):
+    """Per-channel float32 sum over batch and space, left to right as darknet's loops add
+    (mean_cpu, backward_scale_cpu, mean_delta_cpu ...). A pairwise or double sum would be
+    more accurate, but over 10^4..10^6 terms it differs from darknet's by up to ~1e-4."""
+    return sequential_sum(_by_channel(x))
+
+
+def bias_sums(x):
+    """backward_bias: per image a float sum over space (sum_array), then added up image by
+    image into the channel's total."""
+    per_image = sequential_sum(x.reshape(x.shape[0], x.shape[1], -1))
+    return sequential_sum(per_image.T)
+
+
+def batchnorm_statistics(x, exact=False):
+    """Batch mean and unbiased variance per channel, as darknet's mean_cpu/variance_cpu:
+    float running sums, the mean scaled by float(1/N), the variance divided by N-1.
+
+    darknet adds each square in double to a float total and rounds (`variance[i] +=
+    pow(x - mean, 2)`); exact=True does that, one step per element (slow); otherwise the
+    squares are rounded to float first, which differs in the last bit now and then."""
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = channel_sums(x) * F32(1.0 / count)
+    centred = (x - mean[None, :, None, None]).astype(F64)
+    squares = _by_channel(centred * centred)
+    if exact:
+        total = np.zeros(x.shape[1], dtype=F32)
+        for column in squares.T:
+            total = (total + column).astype(F32)
+    else:
+        total = sequential_sum(squares.astype(F32))
+    return mean, total * F32(1.0 / (count - 1))
+
+
+def update_rolling(rolling, batch_value):
+    """rolling = .99*rolling + .01*batch (scal_cpu then axpy_cpu, in float)."""
+    rolling *= F32(0.99)
+    rolling += F32(0.01) * batch_value
+
+
+def batchnorm_backward(delta, x, mean, variance, scales):
+    """darknet's backward_batchnorm_layer after the bias/scale updates: delta (w.r.t. the
+    BN output) -> delta w.r.t. the BN input. Note darknet's backward uses sqrt(var + 1e-5)
+    while its CPU forward divided by sqrt(var) + 1e-6."""
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    delta = delta * scales[None, :, None, None]
+    var_eps = (variance + F32(1e-5)).astype(F64)
+    mean_delta = (channel_sums(delta).astype(F64) * (-1.0 / np.sqrt(var_eps))).astype(F32)
+    centred = x - mean[None, :, None, None]
+    variance_delta = channel_sums(delta * centred).astype(F64)
+    variance_delta = (variance_delta * (-0.5 * np.power(var_eps, F64(F32(-1.5))))).astype(F32)
+    out = (delta.astype(F64) / np.sqrt(var_eps)[None, :, None, None]
+           + variance_delta.astype(F64)[None, :, None, None] * 2.0 * centred / count
+           + (mean_delta / F32(count)).astype(F64)[None, :, None, None])
+    return out.astype(F32)
+
+
+def maxpool_backward(delta, indexes, input_shape):
+    """Each output's delta goes to the input cell that won the max (accumulating)."""
+    grad = np.zeros(int(np.prod(input_shape)), dtype=F32)
+    valid = indexes >= 0
+    np.add.at(grad, indexes[valid], delta[valid])
+    return grad.reshape(input_shape)
+
+
+def sgd_step(param, update, rate, momentum, decay_term=None):
+    """darknet's update for one parameter array, in place, in float32:
+    decay (weights only): update += (-decay*B) * param; then param += (lr/B) * update;
+    update *= momentum. `rate` = lr/B and `decay_term` = -decay*B, rounded as darknet does."""
+    if decay_term is not None:
+        update += F32(decay_term) * param
+    param += F32(rate) * update
+    update *= F32(momentum)
