@@ -2,7 +2,7 @@
 prints them.
 
 Detections are taken from the oracle's network input (input.npy, or the first kept dump)
-with exact_gemm, so they test the box arithmetic, the tree walk and NMS on darknet's own
+with exact, so they test the box arithmetic, the tree walk and NMS on darknet's own
 numbers: same boxes in the same order, class identical, prob and box within 1e-4.
 With the default BLAS GEMM, box sizes go through exp() of the head conv's output and move
 by up to ~5e-3 (see test_oracle_forward), so that mode is compared on the region output only.

@@ -7,7 +7,7 @@ Two arithmetic modes are checked:
   differs from darknet's by ~1e-7..1e-6 and the difference grows with depth. In the two
   yolov2-voc-slim cases the region output (after 23 convs, a route and a reorg) lands at
   1.4e-5 and 1.7e-5, so those two need 3e-5; every other final output is under 1e-5.
-* exact_gemm (darknet's summation order): every layer within 1e-6; in practice the outputs
+* exact (darknet's summation order): every layer within 1e-6; in practice the outputs
   are bit-identical except where darknet's GPU-port tree softmax used CUDA's expf (4e-8).
 """
 import pytest
@@ -45,7 +45,7 @@ def test_forward_matches_darknet(name, in_darknet_dir):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_forward_exact_gemm_matches_darknet(name, in_darknet_dir):
+def test_forward_exact_matches_darknet(name, in_darknet_dir):
     case = ForwardCase(name)
     net = case.load(exact=True)
     errors = _compare(case, net, case.run(net))
