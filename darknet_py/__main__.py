@@ -23,6 +23,7 @@ commands:
   classify <cfg> <weights> [image]                 (classifier predict, cfg/imagenet1k.data)
   partial <cfg> <weights> <output> <layers>        (keep the first <layers> layers)
   forward <cfg> <weights|none> <image|input.npy> --dump DIR
+  wordtree <labels> -o <tree> [-names F]           (build a WordTree from WordNet)
 common options: -exact (darknet's GEMM summation order: bit-faithful, slow), -i <gpu>, -nogpu"""
 
 
