@@ -390,8 +390,8 @@ def detector_main(argv):
 # ----------------------------------------------------------------------- calc_anchors
 
 CALC_ANCHORS_USAGE = ("python -m darknet_py calc_anchors <data> [-num_of_clusters 5] "
-                      "[-width 416 -height 416] [-seed 0] [-restarts 10] [-table] [-cfg cfg] "
-                      "[-png plot.png]")
+                      "[-width 416 -height 416] [-seed 0] [-restarts 10] [-plain] [-table] "
+                      "[-cfg cfg] [-png plot.png]")
 
 
 def training_box_sizes(data):
@@ -444,19 +444,23 @@ def _format_anchors(anchors):
 
 
 def anchor_table(boxes, seed, restarts, ks=range(1, 11)):
-    """[(k, IoU k-means avg IoU, Euclidean k-means avg IoU)] for each k."""
+    """[(k, avg IoU of: IoU k-means refined, IoU k-means plain (the paper's mean update),
+    Euclidean k-means)] for each k."""
     return [(k, dimension_clusters.kmeans_iou(boxes, k, seed, restarts).avg_iou,
+             dimension_clusters.kmeans_iou(boxes, k, seed, restarts, refine=False).avg_iou,
              dimension_clusters.kmeans_euclidean(boxes, k, seed, restarts).avg_iou) for k in ks]
 
 
 def plot_table(rows, cfg_point, path):
-    """avg IoU vs k as a PNG (Pillow only): IoU k-means blue, Euclidean red, cfg green."""
+    """avg IoU vs k as a PNG (Pillow only): IoU k-means blue (refined) and light blue
+    (plain), Euclidean red, the cfg's anchors a green square."""
     from PIL import Image, ImageDraw
     width, height, margin = 640, 420, 60
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     ks = [row[0] for row in rows]
-    low = min(min(r[1], r[2]) for r in rows + ([(0, cfg_point[1], 1)] if cfg_point else []))
+    low = min(min(row[1:]) for row in rows)
+    low = min(low, cfg_point[1]) if cfg_point else low
     low = max(0.0, math.floor(low * 10) / 10)
 
     def xy(k, value):
@@ -470,9 +474,9 @@ def plot_table(rows, cfg_point, path):
     for tick in np.arange(low, 1.0001, 0.1):
         draw.text((10, xy(ks[0], tick)[1] - 6), f"{tick:.1f}", fill="black")
     draw.text((width / 2 - 20, height - 25), "k (clusters)", fill="black")
-    draw.text((margin, 20), "average IoU: IoU k-means (blue), Euclidean (red), cfg (green)",
-              fill="black")
-    for column, colour in ((1, "blue"), (2, "red")):
+    draw.text((margin, 20), "average IoU: IoU k-means refined (blue), plain (light blue), "
+              "Euclidean (red), cfg (green)", fill="black")
+    for column, colour in ((2, "lightskyblue"), (3, "red"), (1, "blue")):
         points = [xy(row[0], row[column]) for row in rows]
         draw.line(points, fill=colour, width=2)
         for x, y in points:
@@ -491,6 +495,7 @@ def calc_anchors_main(argv):
     table = args.flag("-table")
     cfg = args.str("-cfg")
     png = args.str("-png")
+    plain = args.flag("-plain")
     width, height = args.int("-width"), args.int("-height")
     (data,) = args.positional(1, CALC_ANCHORS_USAGE)
     if data is None:
@@ -503,8 +508,9 @@ def calc_anchors_main(argv):
     boxes = relative * np.array([width / 32.0, height / 32.0])
     print(f"{len(boxes)} boxes from {images} images; network {width}x{height}, anchors in "
           f"grid units (pixels / 32)")
-    clusters = dimension_clusters.kmeans_iou(boxes, k, seed, restarts)
-    print(f"num_of_clusters = {k}, seed = {seed}, restarts = {restarts}")
+    clusters = dimension_clusters.kmeans_iou(boxes, k, seed, restarts, refine=not plain)
+    print(f"num_of_clusters = {k}, seed = {seed}, restarts = {restarts}, "
+          f"{'plain k-means (mean update)' if plain else 'k-means + IoU refinement'}")
     print(f"anchors = {_format_anchors(clusters.anchors)}")
     print(f"avg IoU = {100 * clusters.avg_iou:.2f} %")
     cfg_point = None
@@ -517,9 +523,10 @@ def calc_anchors_main(argv):
     if table or png:
         rows = anchor_table(boxes, seed, restarts)
         if table:
-            print(f"{'k':>3} {'IoU k-means':>12} {'Euclidean':>10}")
-            for kk, iou_value, euclid_value in rows:
-                print(f"{kk:>3} {100 * iou_value:>10.2f} % {100 * euclid_value:>8.2f} %")
+            print(f"{'k':>3} {'IoU refined':>12} {'IoU plain':>11} {'Euclidean':>11}")
+            for kk, refined, plain_value, euclid_value in rows:
+                print(f"{kk:>3} {100 * refined:>10.2f} % {100 * plain_value:>9.2f} % "
+                      f"{100 * euclid_value:>9.2f} %")
             if cfg_point:
                 print(f"cfg {os.path.basename(cfg)}: {cfg_point[0]} anchors, "
                       f"{100 * cfg_point[1]:.2f} %")
