@@ -17,8 +17,11 @@ COMMANDS = {
 
 USAGE = """usage: python -m darknet_py <command> [args]
 commands:
+  detector train <data> <cfg> [weights] [-clear] [-seed N] [-workers N] [-max_batches N]
   detector test <data> <cfg> <weights> [image] [-thresh .5] [-hier .5] [-out name]
+  detector valid|recall|map <data> <cfg> <weights>
   detect <cfg> <weights> [image]                   (detector test with cfg/coco.data)
+  classifier train <data> <cfg> [weights] [-clear] [-seed N] [-workers N]
   classifier predict <data> <cfg> <weights> [image] [-t top]
   classify <cfg> <weights> [image]                 (classifier predict, cfg/imagenet1k.data)
   partial <cfg> <weights> <output> <layers>        (keep the first <layers> layers)

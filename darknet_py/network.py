@@ -127,6 +127,7 @@ class Network:
         self.header = (0, 2, 0)   # version written by save_weights unless a file says otherwise
         self.loaded_layers = 0
         self.train = False
+        self.log = None   # a callable taking a line: training statistics (region layers)
         self.rng = __import__("numpy").random.default_rng(seed)   # dropout, random policy
         # True: darknet's own summation order in GEMMs and batch-norm statistics, so results
         # are bit-faithful to darknet (slow: for tests and conversions)

@@ -25,7 +25,30 @@ def predict_classifier(data, cfg, weights, filename, top=0, device="cpu", exact=
             break
 
 
+TRAIN_USAGE = ("python -m darknet_py classifier train <data> <cfg> [weights] [-clear] "
+               "[-seed N] [-workers N] [-max_batches N] [-i gpu | -nogpu]")
+
+
+def train_main(argv):
+    from ..train import train_classifier
+    args = Args(argv)
+    clear = args.flag("-clear")
+    seed = args.int("-seed")
+    workers = args.int("-workers", default=2)
+    max_batches = args.int("-max_batches")
+    device = device_from(args)
+    _, data, cfg, weights = args.positional(4, TRAIN_USAGE)
+    if cfg is None:
+        raise SystemExit(f"usage: {TRAIN_USAGE}")
+    try:
+        train_classifier(data, cfg, weights, clear, seed, workers, device, max_batches)
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv):
+    if argv and argv[0] == "train":
+        return train_main(argv)
     args = Args(argv)
     top = args.int("-t", default=0)
     exact = args.flag("-exact")

@@ -26,10 +26,33 @@ def test_detector(data, cfg, weights, filename, thresh=0.5, hier=0.5, nms=0.45, 
             break
 
 
+TRAIN_USAGE = ("python -m darknet_py detector train <data> <cfg> [weights] [-clear] "
+               "[-seed N] [-workers N] [-max_batches N] [-i gpu | -nogpu]")
+
+
+def train_main(argv):
+    from ..train import train_detector
+    args = Args(argv)
+    clear = args.flag("-clear")
+    seed = args.int("-seed")
+    workers = args.int("-workers", default=2)
+    max_batches = args.int("-max_batches")
+    device = device_from(args)
+    _, data, cfg, weights = args.positional(4, TRAIN_USAGE)
+    if cfg is None:
+        raise SystemExit(f"usage: {TRAIN_USAGE}")
+    try:
+        train_detector(data, cfg, weights, clear, seed, workers, device, max_batches)
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv):
     if argv and argv[0] in ("valid", "recall", "map"):
         from .evaluate import detector_main
         return detector_main(argv)
+    if argv and argv[0] == "train":
+        return train_main(argv)
     args = Args(argv)
     thresh = args.float("-thresh", default=0.5)
     hier = args.float("-hier", default=0.5)

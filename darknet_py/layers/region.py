@@ -99,6 +99,11 @@ class RegionLayer(Layer):
         if net.train and not self.onlyforward:
             self.delta, self.cost, self.stats = region_loss(self, out, net.truth, net.seen)
             self.delta = self.delta.reshape(self.output.shape)
+            if net.log:
+                stats = self.stats
+                net.log(f"Region Avg IOU: {stats['avg_iou']:f}, Class: {stats['class']:f}, "
+                        f"Obj: {stats['obj']:f}, No Obj: {stats['no_obj']:f}, "
+                        f"Avg Recall: {stats['recall']:f},  count: {stats['count']}")
         return self.output
 
     def backward(self, net, input_delta):

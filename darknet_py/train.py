@@ -1,0 +1,170 @@
+"""Training loops: darknet's train_detector and train_classifier (detector.c, classifier.c).
+
+Each iteration loads batch*subdivisions images (in background workers), runs one
+train_step, and prints darknet's line. Checkpoints are darknet's: `<backup>/<cfg>.backup`
+and `<backup>/<cfg>_<N>.weights` on darknet's schedule, `<cfg>_final.weights` (detector) or
+`<cfg>.weights` (classifier) at the end. Saves are atomic; Ctrl-C saves the backup first.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+from .config import read_data_cfg, read_list
+from .data.loader import BatchLoader
+from .errors import DarknetError
+from .network import load_network
+
+
+def base_name(cfg):
+    """darknet's basecfg: the cfg's file name without folder and extension."""
+    return os.path.splitext(os.path.basename(cfg))[0]
+
+
+class Trainer:
+    """What the two loops share: the network, the loader, the log and the checkpoints."""
+
+    def __init__(self, data, cfg, weights, clear, seed, workers, device, out=sys.stdout):
+        self.options = read_data_cfg(data)
+        self.out = out
+        self.net = load_network(cfg, weights, device=device, seed=1 if seed is None else seed)
+        if clear:
+            self.net.seen = 0
+        self.net.log = self.log
+        self.backup = self.options.get("backup", "/backup/")
+        os.makedirs(self.backup, exist_ok=True)
+        self.base = base_name(cfg)
+        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.workers = workers
+        self.images = self.net.options.batch * self.net.options.subdivisions
+        opts = self.net.options
+        self.log(f"Learning Rate: {opts.learning_rate:g}, Momentum: {opts.momentum:g}, "
+                 f"Decay: {opts.decay:g}")
+
+    def log(self, line):
+        print(line, file=self.out, flush=True)
+
+    def save(self, name):
+        path = os.path.join(self.backup, name)
+        self.net.save_weights(path)
+        self.log(f"Saving weights to {path}")
+        return path
+
+    def batch_number(self):
+        from .policy import current_batch
+        return current_batch(self.net.options, self.net.seen)
+
+    def run(self, loader, step_log, checkpoints, final_name, max_batches, resize_rule):
+        """The loop; `resize_rule(count)` returns a new size or None; Ctrl-C saves."""
+        avg_loss = -1.0
+        count = 0
+        try:
+            while self.batch_number() < max_batches or max_batches == 0:
+                size = resize_rule(count)
+                count += 1
+                if size:
+                    self.log("Resizing")
+                    self.log(f"{size}")
+                    self.net.resize(size, size)
+                start = time.time()
+                x, truth = loader.next_batch(self.net.width, self.net.height)
+                self.log(f"Loaded: {time.time() - start:f} seconds")
+                start = time.time()
+                loss = self.net.train_step(x, truth)
+                if not np.isfinite(loss):
+                    self.save(f"{self.base}.backup")
+                    raise DarknetError(f"loss became {loss} at batch {self.batch_number()}; "
+                                       "the last good weights are in the backup")
+                avg_loss = loss if avg_loss < 0 else avg_loss * .9 + loss * .1
+                self.log(step_log(loss, avg_loss, time.time() - start))
+                checkpoints()
+        except KeyboardInterrupt:
+            self.log("Interrupted: saving before exit")
+            self.save(f"{self.base}.backup")
+            raise
+        finally:
+            loader.close()
+        return self.save(final_name)
+
+
+def train_detector(data, cfg, weights=None, clear=False, seed=None, workers=2, device=None,
+                   max_batches=None, out=sys.stdout):
+    trainer = Trainer(data, cfg, weights, clear, seed, workers, device, out)
+    net = trainer.net
+    region = net.layers[-1]
+    if region.type != "region":
+        raise DarknetError(f"{cfg}: detector training needs a [region] layer last")
+    paths = [p for p in read_list(trainer.options.get("train", "data/train.list"),
+                                  "training list") if p]
+    opts = net.options
+    params = dict(jitter=region.jitter, hue=opts.hue, saturation=opts.saturation,
+                  exposure=opts.exposure, max_boxes=region.max_boxes)
+    loader = BatchLoader("detection", paths, trainer.images, params, seed, workers)
+    max_batches = opts.max_batches if max_batches is None else max_batches
+
+    def resize_rule(count):
+        # darknet: every 10 iterations a new size (rand()%10 + 10)*32, i.e. 320..608;
+        # the last 200 batches at 608
+        if not (region.random and count % 10 == 0):
+            return None
+        size = (int(trainer.rng.integers(10)) + 10) * 32
+        return 608 if trainer.batch_number() + 200 > max_batches else size
+
+    def step_log(loss, avg_loss, seconds):
+        batch = trainer.batch_number()
+        return (f"{batch}: {loss:f}, {avg_loss:f} avg, {float(net.learning_rate()):f} rate, "
+                f"{seconds:f} seconds, {batch * trainer.images} images")
+
+    def checkpoints():
+        batch = trainer.batch_number()
+        if batch % 100 == 0:
+            trainer.save(f"{trainer.base}.backup")
+        if batch % 10000 == 0 or (batch < 1000 and batch % 100 == 0):
+            trainer.save(f"{trainer.base}_{batch}.weights")
+
+    return trainer.run(loader, step_log, checkpoints, f"{trainer.base}_final.weights",
+                       max_batches, resize_rule)
+
+
+def train_classifier(data, cfg, weights=None, clear=False, seed=None, workers=2, device=None,
+                     max_batches=None, out=sys.stdout):
+    trainer = Trainer(data, cfg, weights, clear, seed, workers, device, out)
+    net, opts, options = trainer.net, trainer.net.options, trainer.options
+    labels = [label for label in read_list(options.get("labels", "data/labels.list"),
+                                           "labels list") if label]
+    paths = [p for p in read_list(options.get("train", "data/train.list"), "training list")
+             if p]
+    trainer.log(f"{len(paths)}")
+    params = dict(labels=labels, min_size=int(opts.min_ratio * net.width),
+                  max_size=int(opts.max_ratio * net.width), angle=opts.angle,
+                  aspect=opts.aspect, hue=opts.hue, saturation=opts.saturation,
+                  exposure=opts.exposure)
+    trainer.log(f"{params['min_size']} {params['max_size']}")
+    loader = BatchLoader("classification", paths, trainer.images, params, seed, workers)
+    max_batches = opts.max_batches if max_batches is None else max_batches
+    epoch = [net.seen // len(paths)]
+
+    def resize_rule(count):
+        if not (opts.random and count % 40 == 0):
+            return None
+        size = (int(trainer.rng.integers(11)) + 4) * 32
+        params["min_size"] = int(opts.min_ratio * size)
+        params["max_size"] = int(opts.max_ratio * size)
+        return size
+
+    def step_log(loss, avg_loss, seconds):
+        return (f"{trainer.batch_number()}, {net.seen / len(paths):.3f}: {loss:f}, "
+                f"{avg_loss:f} avg, {float(net.learning_rate()):f} rate, {seconds:f} seconds, "
+                f"{net.seen} images")
+
+    def checkpoints():
+        if net.seen // len(paths) > epoch[0]:
+            epoch[0] = net.seen // len(paths)
+            trainer.save(f"{trainer.base}_{epoch[0]}.weights")
+        if trainer.batch_number() % 1000 == 0:
+            trainer.save(f"{trainer.base}.backup")
+
+    return trainer.run(loader, step_log, checkpoints, f"{trainer.base}.weights", max_batches,
+                       resize_rule)
