@@ -88,6 +88,10 @@ def _set_ids(root, sets, annotations, warn):
             # class lists (ImageSets/Main/<class>_train.txt) have a second column; keep ids
             ids = [line.split()[0] for line in handle if line.strip()]
         result[name] = list(dict.fromkeys(ids))
+    if not result:
+        available = sorted(n[:-4] for n in os.listdir(main) if n.endswith(".txt"))
+        raise DarknetError(f"{main}: none of the sets {', '.join(sets)} is there (available: "
+                           f"{', '.join(available[:12]) or 'none'}); choose with -sets")
     return result
 
 
@@ -102,9 +106,11 @@ def _image_index(images):
 
 
 def _find_image(image_id, annotation, images, index):
-    if annotation.filename and os.path.isfile(os.path.join(images, annotation.filename)):
-        return os.path.join(images, annotation.filename)
-    for stem in (image_id, os.path.splitext(annotation.filename)[0]):
+    # some tools write a whole path in <filename>: only its last part names the image here
+    filename = os.path.basename(annotation.filename.replace("\\", "/"))
+    if filename and os.path.isfile(os.path.join(images, filename)):
+        return os.path.join(images, filename)
+    for stem in (image_id, os.path.splitext(filename)[0]):
         if stem in index:
             return os.path.join(images, index[stem][0])
     return None

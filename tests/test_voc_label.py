@@ -129,6 +129,12 @@ def test_not_a_voc_root(tmp_path):
         voc_label(tmp_path, tmp_path / "out")
 
 
+def test_no_requested_set(voc_root, tmp_path):
+    with pytest.raises(DarknetError, match=r"none of the sets trainval is there \(available: "
+                                           r"train, val\)"):
+        voc_label(voc_root, tmp_path / "out", sets=["trainval"], warn=lambda m: None)
+
+
 def test_bad_xml_and_label_files_name_the_file(tmp_path):
     bad = tmp_path / "x.xml"
     bad.write_text("<annotation><object><name>a</name><bndbox><xmin>one</xmin></bndbox>"
