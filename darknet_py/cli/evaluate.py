@@ -4,7 +4,6 @@ valid and recall follow darknet's detector.c (validate_detector, validate_detect
 map and calc_anchors are not in pjreddie's darknet and follow the VOC devkit and the YOLOv2
 paper (see darknet_py.evaluation).
 """
-import json
 import math
 import os
 import sys
@@ -30,7 +29,8 @@ DETECTOR_USAGE = """usage:
   python -m darknet_py detector valid <data> <cfg> <weights> [-out prefix] [-exact] [-i gpu|-nogpu]
   python -m darknet_py detector recall <data> <cfg> <weights> [-exact] [-i gpu|-nogpu]
   python -m darknet_py detector map <data> <cfg> <weights> [-iou .5] [-points 11|0] [-exact]
-  python -m darknet_py detector map <data> -dets <folder of comp4 files> [-out prefix] [-iou .5] [-points 11|0]"""
+  python -m darknet_py detector map <data> -dets <comp4 folder> [-out prefix] [-iou .5]
+                                    [-points 11|0]"""
 
 # COCO category ids of darknet's 80 classes (darknet's coco_ids table in detector.c).
 COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
