@@ -8,6 +8,7 @@ import numpy as np
 from ..config import find_data_file
 from ..tree import read_tree
 from .base import Layer
+from .cost import SECRET_NUM
 
 
 class SoftmaxLayer(Layer):
@@ -54,6 +55,11 @@ class SoftmaxLayer(Layer):
             self.delta = truth - self.output
             with np.errstate(divide="ignore"):
                 loss = np.where(truth != 0, -np.log(self.output.astype(np.float64)), 0)
+            if self.tree is not None:
+                # darknet's GPU path masks the entries a label does not reach in the tree
+                # (truth == SECRET_NUM): no gradient and no loss there
+                self.delta = np.where(truth == SECRET_NUM, np.float32(0), self.delta)
+                loss = np.where(truth == SECRET_NUM, 0, loss)
             self.cost = float(net.ops.sequential_sum(loss.astype(np.float32).reshape(-1)))
         return self.output
 
