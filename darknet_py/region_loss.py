@@ -13,6 +13,10 @@ F32 = np.float32
 F64 = np.float64
 MAX_TRUTHS = 30
 PRIOR_SEEN = 12800   # while seen < 12800 every box is pulled toward its anchor (scale .01)
+# A truth box at x, y > 100000 marks an image that only has a class (correct_boxes turns a
+# label at x = y = 0 into 999999): YOLO9000's joint training with classification data.
+CLASS_ONLY = 100000
+CLASS_ONLY_MARK = 999999
 
 
 def truth_boxes(truth_row, coords):
@@ -84,6 +88,12 @@ def region_loss(layer, out, truth, seen):
     for b in range(batch):
         out_b, delta_b = out[b], delta[b]
         truths = truth_boxes(truth[b], coords)
+        if layer.tree is not None:
+            marked = [t for t in truths if t[0] > CLASS_ONLY and t[1] > CLASS_ONLY]
+            if marked:   # a classification image of a joint (YOLO9000) batch
+                avg_cat += _class_only_deltas(layer, out_b, delta_b, int(marked[0][coords]))
+                class_count += 1
+                continue
         # -- every anchor and cell: no-object delta unless it already overlaps a truth
         preds = region_boxes_grid(layer, out_b).reshape(n * hw, 4)
         best_iou = np.zeros(n * hw, dtype=F32)
@@ -133,6 +143,36 @@ def region_loss(layer, out, truth, seen):
         "count": count,
     }
     return delta, cost, stats
+
+
+def hierarchy_probability(probs, tree, cls):
+    """get_hierarchy_probability: the product of conditional probabilities up to the root."""
+    p = F32(1)
+    while cls >= 0:
+        p = F32(p * probs[cls])
+        cls = tree.parent[cls]
+    return p
+
+
+def _class_only_deltas(layer, out_b, delta_b, cls):
+    """darknet's classification-image branch: every box's objectness is pushed to 0; the box
+    that gives the label the highest probability (objectness x tree probability) gets the
+    class deltas along the label's path. darknet computes an objectness target of .3 there
+    and then overwrites it with 0; we keep the 0."""
+    n, hw, obj = layer.n_anchors, layer.h * layer.w, layer.coords
+    start = layer.coords + 1
+    objectness = out_b[:, obj]
+    delta_b[:, obj] = F32(layer.noobject_scale) * (F32(0) - objectness)
+    probs = out_b[:, start:start + layer.classes].transpose(0, 2, 1).reshape(n * hw, -1)
+    best_p, best = F32(0), 0
+    for box in range(n * hw):
+        p = F32(objectness.reshape(-1)[box] * hierarchy_probability(probs[box], layer.tree, cls))
+        if p > best_p:
+            best_p, best = p, box
+    anchor, cell = divmod(best, hw)
+    avg_cat = class_deltas(layer, out_b, delta_b, anchor, cell, cls, tag=not layer.softmax)
+    delta_b[anchor, obj, cell] = 0
+    return avg_cat
 
 
 def _prior_deltas(layer, out_b, delta_b):

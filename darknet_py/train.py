@@ -101,6 +101,9 @@ def train_detector(data, cfg, weights=None, clear=False, seed=None, workers=2, d
     opts = net.options
     params = dict(jitter=region.jitter, hue=opts.hue, saturation=opts.saturation,
                   exposure=opts.exposure, max_boxes=region.max_boxes)
+    if "labels" in trainer.options:   # joint detection + classification (combine9k.data)
+        params["class_labels"] = [label for label in read_list(
+            trainer.options["labels"], "labels list") if label]
     loader = BatchLoader("detection", paths, trainer.images, params, seed, workers)
     max_batches = opts.max_batches if max_batches is None else max_batches
 

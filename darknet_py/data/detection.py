@@ -1,6 +1,7 @@
 """One detection training sample as darknet's load_data_detection makes it: jittered
 aspect ratio and placement on a 0.5 canvas, HSV distortion, random flip, and the truth
 boxes corrected for all of it (fill_truth_detection / correct_boxes)."""
+import os
 import sys
 
 import numpy as np
@@ -13,10 +14,18 @@ F32 = np.float32
 _missing_warned = set()
 
 
-def read_boxes(image_path):
+def read_boxes(image_path, class_labels=None):
     """(classes, xywh float32) of an image's label file; a missing file is warned about
-    once and read as no boxes (darknet exits instead)."""
+    once and read as no boxes (darknet exits instead).
+
+    With `class_labels` (the .data file's labels=, e.g. 9k.labels) an image without a label
+    file whose path names exactly one label is a classification image of a joint YOLO9000
+    list: one box at 0, 0, 0, 0, which correct_boxes marks as class-only."""
     path = label_path(image_path)
+    if class_labels and not os.path.exists(path):
+        found = [index for index, label in enumerate(class_labels) if label in image_path]
+        if len(found) == 1:
+            return np.array(found), np.zeros((1, 4), F32)
     try:
         labels = read_label_file(path)
     except Exception as err:   # noqa: BLE001 - a bad label file must not stop training
@@ -59,7 +68,7 @@ def fill_truth(classes, xywh, max_boxes):
 
 
 def load_detection_sample(path, width, height, jitter, hue, saturation, exposure, max_boxes,
-                          rng, randomize=True):
+                          rng, randomize=True, class_labels=None):
     """(image CHW float32 of width x height, truth row) for one training image."""
     orig = load_image(path, exact=False)
     im_h, im_w = orig.shape[1:]
@@ -79,7 +88,7 @@ def load_detection_sample(path, width, height, jitter, hue, saturation, exposure
     flip = int(rng.integers(2))
     if flip:
         canvas = flip_image(canvas)
-    classes, xywh = read_boxes(path)
+    classes, xywh = read_boxes(path, class_labels)
     if randomize and len(classes):   # randomize_boxes: which 30 survive is random
         order = rng.permutation(len(classes))
         classes, xywh = classes[order], xywh[order]
