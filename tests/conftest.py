@@ -5,12 +5,15 @@ when ../shared (beside the project root) is absent.
 """
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# test this checkout's package, whatever another `pip install -e` points at
+sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("DARKNET_PY_SHARED", ROOT.parent / "shared"))
 ORACLE = SHARED / "oracle"
 DARKNET = SHARED / "darknet"
