@@ -13,6 +13,7 @@ COMMANDS = {
     "calc_anchors": ("darknet_py.cli.evaluate", "calc_anchors_main"),
     "voc_label": ("darknet_py.cli.evaluate", "voc_label_main"),
     "wordtree": ("darknet_py.cli.wordtree", "main"),
+    "bench": ("darknet_py.cli.bench", "main"),
 }
 
 USAGE = """usage: python -m darknet_py <command> [args]
@@ -27,6 +28,7 @@ commands:
   partial <cfg> <weights> <output> <layers>        (keep the first <layers> layers)
   forward <cfg> <weights|none> <image|input.npy> --dump DIR
   wordtree <labels> -o <tree> [-names F]           (build a WordTree from WordNet)
+  bench <cfg> [-batch N] [-train] [-layers] [-json out] [--vs opencv,torch]
 common options: -exact (darknet's GEMM summation order: bit-faithful, slow), -i <gpu>, -nogpu"""
 
 

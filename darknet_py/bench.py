@@ -1,0 +1,146 @@
+"""`bench`: how fast a cfg runs here, and how far from this machine's ceilings.
+
+Every figure is the median of timed runs after warm-up; on a GPU the ops module's
+`synchronize` is called around each timed region. The machine's ceilings are measured, not
+looked up: a large float32 GEMM (GFLOP/s) and a large copy (GB/s, bytes read + written).
+"""
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+from .network import parse_network_cfg
+
+
+def _median_seconds(function, sync, warmup, runs):
+    for _ in range(warmup):
+        function()
+    sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def machine_ceilings(ops, sync, size=2048, copy_mb=256):
+    """Measured peak rates: a size^3 GEMM and a copy of copy_mb megabytes."""
+    xp = ops.xp
+    a = ops.to_device(np.random.default_rng(0).random((size, size), dtype=np.float32))
+    b = ops.to_device(np.random.default_rng(1).random((size, size), dtype=np.float32))
+    gemm = _median_seconds(lambda: ops.matmul(a, b), sync, 2, 5)
+    source = xp.ones(copy_mb * 2**20 // 4, dtype=np.float32)
+    target = xp.empty_like(source)
+    copy = _median_seconds(lambda: xp.copyto(target, source), sync, 2, 5)
+    return {"gemm_gflops": 2 * size**3 / gemm / 1e9,
+            "copy_gbs": 2 * source.nbytes / copy / 1e9}
+
+
+def _layer_bytes(layer, batch):
+    """Fewest bytes a layer's forward must move: its input and output once, its parameters."""
+    params = sum(int(np.prod(shape)) for _, shape in layer.param_layout())
+    return 4 * (batch * (layer.inputs + layer.outputs) + params)
+
+
+def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup=2,
+          weights=None, exact=False, vs=None, out=sys.stdout):
+    net = parse_network_cfg(cfg, batch=batch, device=device)
+    if weights:
+        net.load_weights(weights)
+    net.ensure_initialized()
+    net.exact = exact
+    ops = net.ops
+    sync = getattr(ops, "synchronize", lambda: None)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, net.channels, net.height, net.width), dtype=np.float32)
+    x_device = ops.to_device(x)
+    result = {"cfg": cfg, "batch": batch, "device": str(device), "backend": ops.name,
+              "width": net.width, "height": net.height, "bflops_per_image": net.bflops()}
+    result["ceilings"] = machine_ceilings(ops, sync)
+    seconds = _median_seconds(lambda: net.forward(x_device), sync, warmup, runs)
+    result["forward_seconds"] = seconds
+    result["images_per_second"] = batch / seconds
+    result["gflops"] = net.bflops() * batch / seconds
+    if vs:   # before training, which moves the batch-norm rolling statistics
+        from .bench_compare import compare
+        result["vs"] = compare(vs, cfg, weights, x, net, sync, warmup, runs)
+    if layers:
+        result["layers"] = _per_layer(net, x_device, sync, warmup, runs, train)
+    if train:
+        truth = np.zeros((batch, _truth_size(net)), dtype=np.float32)
+        if net.layers[-1].type == "region":
+            truth[:, :5] = [0.5, 0.5, 0.2, 0.3, 0]
+        else:
+            truth[:, 0] = 1
+        net.options.learning_rate = 0.0   # time the work, keep the weights
+        step = _median_seconds(lambda: net.train_step(x, truth), sync, warmup, runs)
+        result["train_seconds"] = step
+        result["train_images_per_second"] = batch / step
+    result["peak_host_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if hasattr(ops, "peak_device_bytes"):
+        result["peak_device_mb"] = ops.peak_device_bytes() / 2**20
+    report(result, out)
+    return result
+
+
+def _truth_size(net):
+    last = net.layers[-1]
+    return 30 * (last.coords + 1) if last.type == "region" else net.output_layer().outputs
+
+
+def _per_layer(net, x, sync, warmup, runs, train):
+    """Each layer's forward (and backward) time on its real input, with its FLOP rate and
+    the bytes it must move, and its share of the whole."""
+    inputs, value = [], x
+    for layer in net.layers:
+        inputs.append(value)
+        value = layer.forward(value, net)
+    rows = []
+    batch = x.shape[0]
+    for layer, layer_input in zip(net.layers, inputs):
+        seconds = _median_seconds(lambda: layer.forward(layer_input, net), sync, 1, runs)
+        row = {"index": layer.index, "type": layer.type, "forward_seconds": seconds,
+               "gflops": layer.bflops() * batch / seconds if layer.bflops() else 0.0,
+               "bytes": _layer_bytes(layer, batch)}
+        row["gbs"] = row["bytes"] / seconds / 1e9
+        rows.append(row)
+    total = sum(row["forward_seconds"] for row in rows)
+    for row in rows:
+        row["share"] = row["forward_seconds"] / total
+    return rows
+
+
+def report(result, out):
+    ceilings = result["ceilings"]
+    print(f"{result['cfg']}: {result['width']}x{result['height']}, batch {result['batch']}, "
+          f"{result['backend']} ({result['device']}), {result['bflops_per_image']:.3f} BFLOPs "
+          "per image", file=out)
+    print(f"machine: GEMM {ceilings['gemm_gflops']:.1f} GFLOP/s, copy "
+          f"{ceilings['copy_gbs']:.1f} GB/s", file=out)
+    print(f"inference: {result['forward_seconds'] * 1e3:.2f} ms per batch, "
+          f"{result['images_per_second']:.2f} images/s, {result['gflops']:.1f} GFLOP/s "
+          f"({100 * result['gflops'] / ceilings['gemm_gflops']:.0f}% of the GEMM ceiling)",
+          file=out)
+    if "train_seconds" in result:
+        print(f"training: {result['train_seconds'] * 1e3:.2f} ms per batch, "
+              f"{result['train_images_per_second']:.2f} images/s", file=out)
+    for row in result.get("layers", []):
+        print(f"  {row['index']:3d} {row['type']:14s} {row['forward_seconds'] * 1e3:9.3f} ms "
+              f"{row['gflops']:8.1f} GFLOP/s {row['gbs']:7.2f} GB/s {100 * row['share']:5.1f}%",
+              file=out)
+    print(f"peak host memory: {result['peak_host_mb']:.0f} MB", file=out)
+    if "peak_device_mb" in result:
+        print(f"peak device memory: {result['peak_device_mb']:.0f} MB", file=out)
+    for name, other in result.get("vs", {}).items():
+        print(f"vs {name}: {other['seconds'] * 1e3:.2f} ms per batch; darknet_py/other = "
+              f"{result['forward_seconds'] / other['seconds']:.2f}; max |diff| of outputs "
+              f"{other['max_abs_diff']:.3g} (relative {other['rel_l2']:.3g})", file=out)
+
+
+def main_json(result, path):
+    with open(path, "w") as handle:
+        json.dump(result, handle, indent=1)

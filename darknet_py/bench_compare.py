@@ -1,0 +1,91 @@
+"""`bench --vs opencv|torch`: the same cfg, weights and input through another engine.
+
+OpenCV's darknet importer (opencv-python-headless < 5) reads the cfg and weights itself.
+For PyTorch the network is rebuilt from our layer graph with torch ops (cuDNN on a GPU,
+TF32 off), so both run the same weights. Outputs are compared at the last layer before the
+region/softmax head, the last tensor all engines compute the same way.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+
+def _compared_layer(net):
+    """Index of the layer whose output is compared: the one feeding a region layer, else
+    the network output."""
+    last = net.output_layer()
+    return last.index - 1 if last.type == "region" else last.index
+
+
+def _diff(ours, theirs):
+    ours = np.asarray(ours, np.float64).reshape(-1)
+    theirs = np.asarray(theirs, np.float64).reshape(-1)
+    return {"max_abs_diff": float(np.abs(ours - theirs).max()),
+            "rel_l2": float(np.linalg.norm(ours - theirs) / max(np.linalg.norm(ours), 1e-30))}
+
+
+def _timed(function, sync, warmup, runs):
+    from .bench import _median_seconds
+    return _median_seconds(function, sync, warmup, runs)
+
+
+def compare_opencv(cfg, weights, x, net, warmup, runs):
+    try:
+        import cv2
+    except ImportError:
+        raise RuntimeError("--vs opencv needs opencv-python-headless<5 (OpenCV 5 dropped the "
+                           "darknet importer): pip install 'opencv-python-headless<5'") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        if weights is None:   # the random weights we run, written for OpenCV to read
+            weights = os.path.join(tmp, "net.weights")
+            net.save_weights(weights)
+        other = cv2.dnn.readNetFromDarknet(cfg, weights)
+    index = _compared_layer(net)
+    layer = net.layers[index]
+    name = {"convolutional": "conv", "maxpool": "pool", "avgpool": "avg", "softmax": "softmax",
+            "connected": "fc"}.get(layer.type, layer.type) + f"_{index}"
+    names = set(other.getLayerNames())
+    if layer.type == "convolutional" and layer.activation == "leaky":
+        name = f"leaky_{index}"
+    if name not in names:
+        raise RuntimeError(f"OpenCV has no layer {name} to compare with")
+
+    def run():
+        other.setInput(x)
+        return other.forward(name)
+    seconds = _timed(run, lambda: None, warmup, runs)
+    net.forward(net.ops.to_device(x))
+    ours = net.ops.to_host(net.layers[index].output)
+    return {"seconds": seconds, **_diff(ours, run())}
+
+
+def compare_torch(x, net, sync, warmup, runs):
+    import torch
+    from .torch_net import TorchNet
+    device = "cuda" if net.ops.name != "numpy" and torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = TorchNet(net, _compared_layer(net)).to(device).eval()
+    tensor = torch.from_numpy(x).to(device)
+
+    def run():
+        with torch.no_grad():
+            return model(tensor)
+    torch_sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    seconds = _timed(run, torch_sync, warmup, runs)
+    net.forward(net.ops.to_device(x))
+    ours = net.ops.to_host(net.layers[_compared_layer(net)].output)
+    return {"seconds": seconds, "device": device, **_diff(ours, run().cpu().numpy())}
+
+
+def compare(names, cfg, weights, x, net, sync, warmup, runs):
+    results = {}
+    for name in names.split(","):
+        if name == "opencv":
+            results[name] = compare_opencv(cfg, weights, x, net, warmup, runs)
+        elif name == "torch":
+            results[name] = compare_torch(x, net, sync, warmup, runs)
+        else:
+            raise RuntimeError(f"--vs {name}: expected opencv or torch")
+    return results
