@@ -2,7 +2,7 @@
 from .. import api
 from ..image import load_image
 from . import Args, device_from
-from .common import Timer, image_paths, load_for_inference, read_names
+from .common import Timer, image_paths, load_for_inference, read_names, train_command
 
 USAGE = ("python -m darknet_py classifier predict <data> <cfg> <weights> [image] [-t top] "
          "[-exact] [-i gpu | -nogpu]")
@@ -31,19 +31,7 @@ TRAIN_USAGE = ("python -m darknet_py classifier train <data> <cfg> [weights] [-c
 
 def train_main(argv):
     from ..train import train_classifier
-    args = Args(argv)
-    clear = args.flag("-clear")
-    seed = args.int("-seed")
-    workers = args.int("-workers", default=2)
-    max_batches = args.int("-max_batches")
-    device = device_from(args)
-    _, data, cfg, weights = args.positional(4, TRAIN_USAGE)
-    if cfg is None:
-        raise SystemExit(f"usage: {TRAIN_USAGE}")
-    try:
-        train_classifier(data, cfg, weights, clear, seed, workers, device, max_batches)
-    except KeyboardInterrupt:
-        return 130
+    return train_command(argv, TRAIN_USAGE, train_classifier)
 
 
 def main(argv):

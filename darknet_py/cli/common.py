@@ -51,3 +51,21 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.time() - self.start
+
+
+def train_command(argv, usage, train_function):
+    """`detector train` and `classifier train`: the same options, darknet's spelling."""
+    from . import Args, device_from
+    args = Args(argv)
+    clear = args.flag("-clear")
+    seed = args.int("-seed")
+    workers = args.int("-workers", default=2)
+    max_batches = args.int("-max_batches")
+    device = device_from(args)
+    _, data, cfg, weights = args.positional(4, usage)
+    if cfg is None:
+        raise SystemExit(f"usage: {usage}")
+    try:
+        train_function(data, cfg, weights, clear, seed, workers, device, max_batches)
+    except KeyboardInterrupt:   # the trainer has saved the backup already
+        return 130
