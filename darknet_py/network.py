@@ -9,6 +9,11 @@ from .layers import LAYER_TYPES
 from .rand import GlibcRandom
 
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
+# The parameter arrays that live in the backend's memory (on the GPU with CuPy). They are
+# built, read from .weights files and randomly initialised on the host, then moved by
+# ensure_initialized(). (The region layer's anchors stay on the host: its loss runs there.)
+_PARAMETER_LAYERS = ("convolutional", "connected", "batchnorm")
+_PARAMETERS = ("biases", "scales", "rolling_mean", "rolling_variance", "weights")
 
 
 @dataclass
@@ -165,6 +170,21 @@ class Network:
             else:
                 layer.init_random(rng)
         self.initialized = True
+        self._move_parameters(self.ops.to_device)
+
+    def _move_parameters(self, move):
+        """Replace every parameter array by move(array): ops.to_device puts them in the
+        backend's memory (for NumPy: the same arrays, unchanged), _to_host brings them back."""
+        for layer in self.layers:
+            if layer.type in _PARAMETER_LAYERS:
+                for name in _PARAMETERS:
+                    value = getattr(layer, name, None)
+                    if value is not None:
+                        setattr(layer, name, move(value))
+
+    def _to_host(self, array):
+        import numpy as np
+        return np.ascontiguousarray(self.ops.to_host(array), dtype=np.float32)
 
     @property
     def batch(self):
@@ -288,7 +308,13 @@ class Network:
     # -- weights -------------------------------------------------------------------------
     def load_weights(self, path, cutoff=None):
         from .weights import load_weights
-        load_weights(self, path, cutoff)
+        if self.initialized:   # parameters already on the device: read into host copies
+            self._move_parameters(self._to_host)
+        try:
+            load_weights(self, path, cutoff)
+        finally:
+            if self.initialized:
+                self._move_parameters(self.ops.to_device)
 
     def save_weights(self, path, cutoff=None):
         from .weights import save_weights

@@ -1,6 +1,4 @@
 """[avgpool]: global average over each channel (avgpool_layer.c)."""
-import numpy as np
-
 from .base import Layer
 
 
@@ -22,7 +20,7 @@ class AvgpoolLayer(Layer):
     def backward(self, net, input_delta):
         # each input cell gets delta / (h*w), computed in float as darknet does
         if input_delta is not None:
-            input_delta += self.delta / np.float32(self.h * self.w)
+            net.ops.avgpool_backward(self.delta, input_delta)
 
     def describe(self):
         return f"avg                     {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  {self.c:4d}"

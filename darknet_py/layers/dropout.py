@@ -22,9 +22,8 @@ class DropoutLayer(Layer):
         if net.train:
             # darknet draws rand_uniform(0,1) per input and drops where r < p, scaling the
             # rest, in place on the previous layer's output
-            self.rand = net.rng.random(x.shape, dtype=np.float32)
-            self.mask = np.where(self.rand < self.probability, np.float32(0),
-                                 np.float32(self.scale))
+            self.rand = net.rng.random(x.shape, dtype=np.float32)   # host draws, any backend
+            self.mask = net.ops.dropout_mask(self.rand, self.probability, self.scale)
             x *= self.mask
         self.output = x
         return self.output

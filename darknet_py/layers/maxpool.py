@@ -38,7 +38,8 @@ class MaxpoolLayer(Layer):
 
     def backward(self, net, input_delta):
         if input_delta is not None:
-            input_delta += net.ops.maxpool_backward(self.delta, self.indexes, input_delta.shape)
+            input_delta += net.ops.maxpool_backward(self.delta, self.indexes, input_delta.shape,
+                                                    self.size, self.stride, self.padding)
 
     def describe(self):
         return (f"max          {self.size} x {self.size} / {self.stride}  {self.w:4d} x{self.h:4d} "

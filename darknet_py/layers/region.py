@@ -80,25 +80,17 @@ class RegionLayer(Layer):
     def forward(self, x, net):
         ops = net.ops
         batch = x.shape[0]
-        grid = x.reshape(batch, self.n_anchors, self.entries, self.h * self.w)
-        out = grid.copy()
-        out[:, :, 0:2] = ops.logistic(grid[:, :, 0:2])
-        if not self.background:
-            out[:, :, self.coords] = ops.logistic(grid[:, :, self.coords])
-        if self.tree is not None:
-            start = self.coords + 1
-            classes = grid[:, :, start:start + self.classes].transpose(0, 1, 3, 2)
-            probs = ops.softmax_groups(classes, self.tree.group_offset, gpu=True)
-            out[:, :, start:start + self.classes] = probs.transpose(0, 1, 3, 2)
-        elif self.softmax:
-            start, count = self.class_offset, self.classes + self.background
-            classes = grid[:, :, start:start + count].transpose(0, 1, 3, 2)
-            probs = ops.softmax_groups(classes, [0])
-            out[:, :, start:start + count] = probs.transpose(0, 1, 3, 2)
+        tree_offsets = self.tree.group_offset if self.tree is not None else None
+        out = ops.region_activate(x, self.n_anchors, self.entries, self.coords, self.classes,
+                                  self.background, self.softmax, tree_offsets)
         self.output = out.reshape(batch, self.out_c, self.out_h, self.out_w)
         if net.train and not self.onlyforward:
-            self.delta, self.cost, self.stats = region_loss(self, out, net.truth, net.seen)
-            self.delta = self.delta.reshape(self.output.shape)
+            # the loss runs on the host (region_loss.py), as darknet's GPU path pulls the
+            # output to the CPU for it; the delta goes back to the backend's memory
+            grid = ops.to_host(self.output).reshape(batch, self.n_anchors, self.entries, -1)
+            delta, self.cost, self.stats = region_loss(self, grid, ops.to_host(net.truth),
+                                                       net.seen)
+            self.delta = ops.to_device(delta).reshape(self.output.shape)
             if net.log:
                 stats = self.stats
                 net.log(f"Region Avg IOU: {stats['avg_iou']:f}, Class: {stats['class']:f}, "

@@ -8,7 +8,6 @@ import numpy as np
 from ..config import find_data_file
 from ..tree import read_tree
 from .base import Layer
-from .cost import SECRET_NUM
 
 
 class SoftmaxLayer(Layer):
@@ -52,15 +51,10 @@ class SoftmaxLayer(Layer):
         if net.train and net.truth is not None and not self.noloss:
             # softmax_x_ent_cpu: delta = truth - p; loss = -log(p) where the truth is set
             truth = net.truth.reshape(self.output.shape)
-            self.delta = truth - self.output
-            with np.errstate(divide="ignore"):
-                loss = np.where(truth != 0, -np.log(self.output.astype(np.float64)), 0)
-            if self.tree is not None:
-                # darknet's GPU path masks the entries a label does not reach in the tree
-                # (truth == SECRET_NUM): no gradient and no loss there
-                self.delta = np.where(truth == SECRET_NUM, np.float32(0), self.delta)
-                loss = np.where(truth == SECRET_NUM, 0, loss)
-            self.cost = float(net.ops.sequential_sum(loss.astype(np.float32).reshape(-1)))
+            # darknet's GPU path masks the tree entries a label does not reach (truth ==
+            # SECRET_NUM): no gradient and no loss there
+            self.delta, self.cost = net.ops.softmax_cross_entropy(truth, self.output,
+                                                                  masked=self.tree is not None)
         return self.output
 
     def backward(self, net, input_delta):

@@ -20,6 +20,7 @@ F64 = np.float64
 FLT_MAX = np.finfo(np.float32).max
 # Darknet's CPU batch norm: (x - mean) / (sqrt(var) + .000001f). See docs/QUIRKS.md.
 BN_EPSILON = F64(F32(1e-6))
+SECRET_NUM = -1234   # darknet's "no truth here" marker (layers/cost.py)
 
 
 def to_device(array):
@@ -132,6 +133,11 @@ def maxpool(x, size, stride, pad, out_h, out_w):
     return output, indexes.astype(np.int64)
 
 
+def avgpool_backward(delta, input_delta):
+    """input_delta += delta / (h*w) for each plane, in place (the division in float)."""
+    input_delta += delta / F32(input_delta.shape[2] * input_delta.shape[3])
+
+
 def avgpool(x):
     """Global average per channel (darknet sums in float, then divides by h*w)."""
     batch, channels, height, width = x.shape
@@ -178,6 +184,45 @@ def softmax_groups(x, offsets, temperature=1.0, gpu=False):
         shifted = (x / temp - np.repeat(largest, sizes, axis=-1) / temp).astype(F32)
         exps = np.exp(shifted.astype(F64)).astype(F32)
     return exps / np.repeat(_group_sums(exps, offsets, sizes), sizes, axis=-1)
+
+
+def softmax_cross_entropy(truth, output, masked):
+    """softmax_x_ent_cpu for the softmax layer: delta = truth - p, and the cost, the float
+    sum of -log(p) (in double, stored as float) where the truth is set. masked (tree
+    softmax): entries whose truth is SECRET_NUM (-1234), which a label does not reach in the
+    tree, get no delta and no loss, as darknet's GPU path does."""
+    delta = truth - output
+    with np.errstate(divide="ignore"):
+        loss = np.where(truth != 0, -np.log(output.astype(np.float64)), 0)
+    if masked:
+        delta = np.where(truth == SECRET_NUM, np.float32(0), delta)
+        loss = np.where(truth == SECRET_NUM, 0, loss)
+    return delta, float(sequential_sum(loss.astype(np.float32).reshape(-1)))
+
+
+def region_activate(x, anchors, entries, coords, classes, background, softmax,
+                    tree_offsets=None):
+    """The region layer's activations on x (batch, anchors*entries, h, w), darknet's
+    entry_index layout: logistic on x, y and (unless background) the objectness; then a
+    tree softmax (one softmax per WordTree group, starting at offsets tree_offsets, with
+    darknet's GPU arithmetic: see softmax_groups), or darknet's CPU softmax over the classes
+    (softmax=1), or nothing. w, h stay raw."""
+    batch = x.shape[0]
+    grid = x.reshape(batch, anchors, entries, -1)
+    out = grid.copy()
+    out[:, :, 0:2] = logistic(grid[:, :, 0:2])
+    if not background:
+        out[:, :, coords] = logistic(grid[:, :, coords])
+    if tree_offsets is not None:
+        start = coords + 1
+        probs = softmax_groups(grid[:, :, start:start + classes].transpose(0, 1, 3, 2),
+                               tree_offsets, gpu=True)
+        out[:, :, start:start + classes] = probs.transpose(0, 1, 3, 2)
+    elif softmax:
+        start, count = coords + (0 if background else 1), classes + background
+        probs = softmax_groups(grid[:, :, start:start + count].transpose(0, 1, 3, 2), [0])
+        out[:, :, start:start + count] = probs.transpose(0, 1, 3, 2)
+    return out.reshape(x.shape)
 
 
 def _group_sums(values, offsets, sizes):
@@ -270,12 +315,18 @@ def batchnorm_backward(delta, x, mean, variance, scales):
     return out.astype(F32)
 
 
-def maxpool_backward(delta, indexes, input_shape):
-    """Each output's delta goes to the input cell that won the max (accumulating)."""
+def maxpool_backward(delta, indexes, input_shape, size=None, stride=None, pad=None):
+    """Each output's delta goes to the input cell that won the max (accumulating).
+    size, stride, pad: the window geometry (the GPU backend gathers with it; unused here)."""
     grad = np.zeros(int(np.prod(input_shape)), dtype=F32)
     valid = indexes >= 0
     np.add.at(grad, indexes[valid], delta[valid])
     return grad.reshape(input_shape)
+
+
+def dropout_mask(rand, probability, scale):
+    """Dropout's multiplier from uniform draws: 0 where rand < probability, else scale."""
+    return np.where(rand < probability, F32(0), F32(scale))
 
 
 def sgd_step(param, update, rate, momentum, decay_term=None):
