@@ -1,0 +1,419 @@
+"""The CuPy backend: numpy_ops's names and semantics on an NVIDIA GPU.
+
+Every numeric primitive runs in a hand-written CUDA kernel from `kernels/*.cu` (plain CUDA
+C, loaded with `cupy.RawModule`, compiled once per process and device and cached); GEMMs go
+through cuBLAS (`cupy.matmul`) in float32 with TF32 off unless asked for. The kernels do the
+NumPy backend's arithmetic operation by operation (float where it stores float, double where
+it computes in double, no fused multiply-add), so results agree with it to the last bits;
+they differ where the order of a sum does: cuBLAS blocks GEMM sums as any BLAS does, and the
+per-channel reductions add in double in a tree where darknet adds floats left to right.
+
+Arrays are `cupy.ndarray`s, float32, NCHW, contiguous where a kernel reads them. Maxpool
+indexes are int32 (the NumPy backend's are int64). `to_host` / `to_device` move arrays
+across; the region layer's loss runs on the host through them (as darknet's GPU path
+pulls the region output to the CPU for its loss).
+
+CuPy is imported only when a backend is made (`CupyOps(...)`), so darknet_py imports and runs
+on machines without it. A backend instance holds one device; `get_ops(i)` in `ops/__init__.py`
+makes and caches them.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import activations
+
+name = "cupy"
+F32 = np.float32
+F64 = np.float64
+FLT_MAX = np.finfo(np.float32).max
+BN_EPSILON = F64(F32(1e-6))   # the CPU rule on every backend: docs/QUIRKS.md
+
+# kernels/ beside the package (an editable install or a checkout); DARKNET_PY_KERNELS overrides
+KERNEL_DIR = Path(os.environ.get("DARKNET_PY_KERNELS",
+                                 Path(__file__).resolve().parents[2] / "kernels"))
+KERNEL_FILES = ("activations.cu", "batchnorm.cu", "gemm.cu", "im2col.cu", "pooling.cu",
+                "region.cu", "reorg.cu", "sgd.cu", "softmax.cu")
+# --fmad=false: no a*b+c contracted into an FMA, so products round as the NumPy backend's do
+COMPILE_OPTIONS = ("--fmad=false",)
+THREADS = 256            # DN_THREADS in kernels/common.cuh
+MAX_BLOCKS = 1 << 19     # the kernels loop over the grid, so any cap covers every element
+ACTIVATION_CODES = {activation: code for code, activation in enumerate(activations.NAMES)}
+
+# cuBLAS compute types as cupy numbers them (cupy/_core/_routines_linalg.pyx)
+_COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7
+_MODULES = {}            # (id(cupy), device, file) -> RawModule: compiled once per process
+
+
+def kernel_source(file_name):
+    """A kernel file's text with `#include "common.cuh"` replaced by that header, so NVRTC
+    needs no include path."""
+    text = (KERNEL_DIR / file_name).read_text()
+    common = (KERNEL_DIR / "common.cuh").read_text()
+    return text.replace('#include "common.cuh"', common)
+
+
+def import_cupy():
+    """Import cupy with TF32 off unless the environment already says otherwise."""
+    os.environ.setdefault("CUPY_TF32", "0")
+    import cupy
+    return cupy
+
+
+class CupyOps:
+    """numpy_ops's interface on GPU `device`. `cupy_module` lets tests hand in a stand-in
+    with CuPy's API (tests/cuda_emulator.py runs the kernels on the CPU)."""
+
+    name = name
+    F32, F64, FLT_MAX, BN_EPSILON = F32, F64, FLT_MAX, BN_EPSILON
+
+    def __init__(self, device=0, cupy_module=None, tf32=None):
+        self.cp = cupy_module if cupy_module is not None else import_cupy()
+        self.xp = self.cp
+        self.device = int(device)
+        self.cp.cuda.Device(self.device).use()
+        self._kernels = {}
+        self._int_arrays = {}
+        if tf32 is None:
+            tf32 = os.environ.get("DARKNET_PY_TF32", "0") not in ("", "0")
+        self.set_tf32(tf32)
+
+    # -------------------------------------------------------------- plumbing
+    def set_tf32(self, enabled):
+        """TF32 tensor-core GEMMs (10-bit mantissa products: ~1e-3 relative) on or off."""
+        self.tf32 = bool(enabled)
+        try:
+            from cupy._core import _routines_linalg as linalg
+            linalg.set_compute_type(np.float32, _COMPUTE_TYPE_TF32 if self.tf32
+                                    else _COMPUTE_TYPE_DEFAULT)
+        except Exception:   # a stand-in, or a cupy without this hook: the environment decides
+            os.environ["CUPY_TF32"] = "1" if self.tf32 else "0"
+
+    def kernel(self, file_name, kernel_name):
+        """A compiled kernel (the module is compiled once per process and device)."""
+        key = (file_name, kernel_name)
+        found = self._kernels.get(key)
+        if found is None:
+            module_key = (id(self.cp), self.device, file_name)
+            module = _MODULES.get(module_key)
+            if module is None:
+                module = self.cp.RawModule(code=kernel_source(file_name),
+                                           options=COMPILE_OPTIONS)
+                _MODULES[module_key] = module
+            found = self._kernels[key] = module.get_function(kernel_name)
+        return found
+
+    def _launch(self, file_name, kernel_name, count, args):
+        """Run a grid-stride kernel over `count` elements (nothing to do when it is 0)."""
+        if count <= 0:
+            return
+        blocks = min((count + THREADS - 1) // THREADS, MAX_BLOCKS)
+        self.kernel(file_name, kernel_name)((blocks,), (THREADS,), args)
+
+    def _blocks(self, file_name, kernel_name, blocks, args):
+        """Run a kernel with one block of THREADS threads per channel/row."""
+        if blocks <= 0:
+            return
+        self.kernel(file_name, kernel_name)((int(blocks),), (THREADS,), args)
+
+    def _c(self, array):
+        """A contiguous float32 device array (no copy when it already is one)."""
+        return self.cp.ascontiguousarray(array, dtype=F32)
+
+    def _ints(self, values):
+        """A small int32 device array of constants (tree offsets...), uploaded once."""
+        host = np.asarray(values, dtype=np.int64)
+        key = host.tobytes()
+        found = self._int_arrays.get(key)
+        if found is None:
+            found = self._int_arrays[key] = self.cp.asarray(host.astype(np.int32))
+        return found
+
+    def _empty(self, shape, dtype=F32):
+        """Every output buffer comes from here (the kernel tests poison it with NaN)."""
+        return self.cp.empty(shape, dtype=dtype)
+
+    @staticmethod
+    def _i32(value):
+        return np.int32(value)
+
+    @staticmethod
+    def _i64(value):
+        return np.int64(value)
+
+    def synchronize(self):
+        """Wait for the device's queued work (timings: darknet_py.bench, scripts/gpu_check.py)."""
+        self.cp.cuda.Device(self.device).synchronize()
+
+    def peak_device_bytes(self):
+        """Device memory held by CuPy's pool (it keeps what it once needed: about the peak)."""
+        return self.cp.get_default_memory_pool().total_bytes()
+
+    # -------------------------------------------------------------- memory
+    def to_device(self, array):
+        return self.cp.ascontiguousarray(self.cp.asarray(array, dtype=F32))
+
+    def to_host(self, array):
+        return self.cp.asnumpy(array)
+
+    def zeros(self, shape):
+        return self.cp.zeros(shape, dtype=F32)
+
+    # -------------------------------------------------------------- convolution
+    def im2col(self, x, size, stride, pad, out_h, out_w):
+        x = self._c(x)
+        batch, channels, height, width = x.shape
+        cols = self._empty((batch, channels * size * size, out_h * out_w))
+        i32 = self._i32
+        self._launch("im2col.cu", "im2col", cols.size,
+                     (x, i32(batch), i32(channels), i32(height), i32(width), i32(size),
+                      i32(stride), i32(pad), i32(out_h), i32(out_w), cols))
+        return cols
+
+    def matmul(self, a, b, ordered=False):
+        """float32 (..., M, K) @ (..., K, N): cuBLAS, or darknet's gemm_nn order (ordered)."""
+        if not ordered:
+            return self.cp.matmul(a, b)
+        cp = self.cp
+        batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+        a = cp.ascontiguousarray(cp.broadcast_to(a, batch_shape + (m, k)), dtype=F32)
+        b = cp.ascontiguousarray(cp.broadcast_to(b, batch_shape + (k, n)), dtype=F32)
+        batch = int(np.prod(batch_shape, dtype=np.int64))
+        out = self._empty(batch_shape + (m, n))
+        i32 = self._i32
+        self._launch("gemm.cu", "gemm_ordered", out.size,
+                     (a, b, i32(batch), i32(m), i32(n), i32(k), out))
+        return out
+
+    # -------------------------------------------------------------- normalisation
+    @staticmethod
+    def _geometry(x):
+        """(channels, spatial) of an (B, C, ...) array."""
+        spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+        return x.shape[1], spatial
+
+    def _per_channel(self, kernel_name, x, values):
+        x = self._c(x)
+        channels, spatial = self._geometry(x)
+        out = self._empty(x.shape)
+        self._launch("batchnorm.cu", kernel_name, x.size,
+                     (x, self._c(values), self._i32(channels), self._i64(spatial),
+                      self._i64(x.size), out))
+        return out
+
+    def batchnorm_inference(self, x, mean, variance):
+        x = self._c(x)
+        channels, spatial = self._geometry(x)
+        out = self._empty(x.shape)
+        self._launch("batchnorm.cu", "normalize", x.size,
+                     (x, self._c(mean), self._c(variance), self._i32(channels),
+                      self._i64(spatial), self._i64(x.size), out))
+        return out
+
+    def scale_bias(self, x, scales):
+        return self._per_channel("scale_channels", x, scales)
+
+    def add_bias(self, x, biases):
+        return self._per_channel("add_bias", x, biases)
+
+    # -------------------------------------------------------------- activations
+    def activate(self, x, activation):
+        if activation == "linear":
+            return x   # numpy_ops returns the same array
+        return self._elementwise("activate", x, activation)
+
+    def gradient(self, y, activation):
+        return self._elementwise("gradient", y, activation)
+
+    def logistic(self, x):
+        return self._elementwise("activate", x, "logistic")
+
+    def _elementwise(self, kernel_name, x, activation):
+        x = self._c(x)
+        out = self._empty(x.shape)
+        self._launch("activations.cu", kernel_name, x.size,
+                     (x, self._i64(x.size), self._i32(ACTIVATION_CODES[activation]), out))
+        return out
+
+    def sequential_sum(self, x):
+        """Sum over the last axis (a double tree sum rounded to float on the GPU)."""
+        x = self._c(x)
+        length = x.shape[-1] if x.ndim else 1
+        rows = x.size // length if length else 0
+        if not (rows and length):
+            return self.cp.zeros(x.shape[:-1], dtype=F32)
+        out = self._empty(x.shape[:-1])
+        self._blocks("batchnorm.cu", "row_sums", min(rows, MAX_BLOCKS),
+                     (x, self._i64(rows), self._i64(length), out))
+        return out
+
+    # -------------------------------------------------------------- pooling
+    def maxpool(self, x, size, stride, pad, out_h, out_w):
+        x = self._c(x)
+        batch, channels, height, width = x.shape
+        out = self._empty((batch, channels, out_h, out_w))
+        indexes = self._empty((batch, channels, out_h, out_w), dtype=np.int32)
+        i32 = self._i32
+        self._launch("pooling.cu", "maxpool_forward", out.size,
+                     (x, i32(batch), i32(channels), i32(height), i32(width), i32(size),
+                      i32(stride), i32(pad), i32(out_h), i32(out_w), out, indexes))
+        return out, indexes
+
+    def maxpool_backward(self, delta, indexes, input_shape, size=None, stride=None, pad=None):
+        """The window geometry (size, stride, pad) lets each input cell gather its deltas."""
+        if size is None or stride is None or pad is None:
+            raise TypeError("the CuPy maxpool_backward needs size, stride and pad")
+        delta = self._c(delta)
+        indexes = self.cp.ascontiguousarray(indexes, dtype=np.int32)
+        batch, channels, height, width = input_shape
+        out_h, out_w = delta.shape[2], delta.shape[3]
+        grad = self._empty(tuple(input_shape))
+        i32 = self._i32
+        self._launch("pooling.cu", "maxpool_backward", grad.size,
+                     (delta, indexes, i32(batch), i32(channels), i32(height), i32(width),
+                      i32(size), i32(stride), i32(pad), i32(out_h), i32(out_w), grad))
+        return grad
+
+    def avgpool(self, x):
+        x = self._c(x)
+        batch, channels, height, width = x.shape
+        out = self._empty((batch, channels, 1, 1))
+        self._launch("pooling.cu", "avgpool_forward", batch * channels,
+                     (x, self._i64(batch * channels), self._i64(height * width), out))
+        return out
+
+    def avgpool_backward(self, delta, input_delta):
+        """input_delta += delta / (h*w), broadcast over each plane (in place)."""
+        target = input_delta if input_delta.flags.c_contiguous else self._c(input_delta)
+        spatial = input_delta.shape[2] * input_delta.shape[3]
+        self._launch("pooling.cu", "avgpool_backward", target.size,
+                     (self._c(delta), self._i64(spatial), self._i64(target.size), target))
+        if target is not input_delta:
+            input_delta[...] = target
+
+    # -------------------------------------------------------------- reorg
+    def reorg(self, x, stride, forward):
+        x = self._c(x)
+        batch, channels, height, width = x.shape
+        out = self._empty(x.shape)
+        i32 = self._i32
+        self._launch("reorg.cu", "reorg", x.size,
+                     (x, i32(batch), i32(channels), i32(height), i32(width), i32(stride),
+                      i32(1 if forward else 0), out))
+        return out
+
+    # -------------------------------------------------------------- softmax
+    def softmax_groups(self, x, offsets, temperature=1.0, gpu=False):
+        x = self._c(x)
+        n = x.shape[-1]
+        offsets = np.asarray(offsets, dtype=np.int64)
+        sizes = np.diff(np.append(offsets, n))
+        rows = x.size // n if n else 0
+        out = self._empty(x.shape)
+        self._launch("softmax.cu", "softmax_groups", rows * len(offsets),
+                     (x, self._i64(rows), self._i32(n), self._ints(offsets), self._ints(sizes),
+                      self._i32(len(offsets)), F32(temperature), self._i32(1 if gpu else 0),
+                      out))
+        return out
+
+    def softmax_cross_entropy(self, truth, output, masked):
+        """The softmax layer's delta (truth - p) and cost (sum of -log p where truth != 0)."""
+        truth, output = self._c(truth), self._c(output)
+        delta, loss = self._empty(output.shape), self._empty(output.shape)
+        self._launch("softmax.cu", "softmax_cross_entropy", output.size,
+                     (truth, output, self._i64(output.size), self._i32(1 if masked else 0),
+                      delta, loss))
+        return delta, float(self.sequential_sum(loss.reshape(-1)))
+
+    def region_activate(self, x, anchors, entries, coords, classes, background, softmax,
+                        tree_offsets=None):
+        """The region layer's activations in one fused kernel (see numpy_ops)."""
+        x = self._c(x)
+        batch, spatial = x.shape[0], x.shape[2] * x.shape[3]
+        out = self._empty(x.shape)
+        if tree_offsets is not None:
+            offsets = np.asarray(tree_offsets, dtype=np.int64)
+            mode, start, count = 2, coords + 1, classes
+            groups = (self._ints(offsets), self._ints(np.diff(np.append(offsets, classes))))
+        else:
+            mode = 1 if softmax else 0
+            start, count = coords + (0 if background else 1), classes + background
+            groups = (self._ints([0]), self._ints([count]))
+            offsets = [0]
+        i32 = self._i32
+        self._launch("region.cu", "region_activate", batch * anchors * spatial,
+                     (x, i32(batch), i32(anchors), i32(entries), self._i64(spatial),
+                      i32(coords), i32(1 if background else 0), i32(mode), i32(start),
+                      i32(count), groups[0], groups[1], i32(len(offsets)), out))
+        return out
+
+    # ============================================================ training
+    def col2im_add(self, cols, image, size, stride, pad, out_h, out_w):
+        target = image if image.flags.c_contiguous and image.dtype == F32 else self._c(image)
+        batch, channels, height, width = image.shape
+        i32 = self._i32
+        self._launch("im2col.cu", "col2im_add", target.size,
+                     (self._c(cols), i32(batch), i32(channels), i32(height), i32(width),
+                      i32(size), i32(stride), i32(pad), i32(out_h), i32(out_w), target))
+        if target is not image:
+            image[...] = target
+
+    def channel_sums(self, x):
+        x = self._c(x)
+        channels, spatial = self._geometry(x)
+        out = self._empty((channels,))
+        self._blocks("batchnorm.cu", "channel_sums", channels,
+                     (x, self._i32(x.shape[0]), self._i32(channels), self._i64(spatial), out))
+        return out
+
+    def bias_sums(self, x):
+        return self.channel_sums(x)
+
+    def batchnorm_statistics(self, x, exact=False):
+        x = self._c(x)
+        channels, spatial = self._geometry(x)
+        count = x.shape[0] * spatial
+        mean, variance = self._empty((channels,)), self._empty((channels,))
+        args = (x, self._i32(x.shape[0]), self._i32(channels), self._i64(spatial),
+                F32(1.0 / count), F32(1.0 / (count - 1)) if count > 1 else F32(np.inf),
+                mean, variance)
+        if exact:
+            self._launch("batchnorm.cu", "channel_statistics_ordered", channels, args)
+        else:
+            self._blocks("batchnorm.cu", "channel_statistics", channels, args)
+        return mean, variance
+
+    def update_rolling(self, rolling, batch_value):
+        self._launch("batchnorm.cu", "update_rolling", rolling.size,
+                     (rolling, self._c(batch_value), self._i64(rolling.size)))
+
+    def batchnorm_backward(self, delta, x, mean, variance, scales):
+        delta, x = self._c(delta), self._c(x)
+        mean, variance, scales = self._c(mean), self._c(variance), self._c(scales)
+        channels, spatial = self._geometry(x)
+        batch = x.shape[0]
+        mean_delta, variance_delta = self._empty((channels,)), self._empty((channels,))
+        self._blocks("batchnorm.cu", "batchnorm_backward_reduce", channels,
+                     (delta, x, mean, variance, scales, self._i32(batch), self._i32(channels),
+                      self._i64(spatial), mean_delta, variance_delta))
+        out = self._empty(x.shape)
+        self._launch("batchnorm.cu", "batchnorm_backward_apply", x.size,
+                     (delta, x, mean, variance, scales, mean_delta, variance_delta,
+                      self._i32(channels), self._i64(spatial), self._i64(x.size),
+                      self._i64(batch * spatial), out))
+        return out
+
+    def sgd_step(self, param, update, rate, momentum, decay_term=None):
+        self._launch("sgd.cu", "sgd_step", param.size,
+                     (param, update, self._i64(param.size), F32(rate), F32(momentum),
+                      F32(0 if decay_term is None else decay_term),
+                      self._i32(0 if decay_term is None else 1)))
+
+    def dropout_mask(self, rand, probability, scale):
+        rand = self._c(self.cp.asarray(rand))
+        out = self._empty(rand.shape)
+        self._launch("activations.cu", "dropout_mask", rand.size,
+                     (rand, self._i64(rand.size), F32(probability), F32(scale), out))
+        return out
