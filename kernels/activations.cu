@@ -29,7 +29,8 @@ static __device__ float dn_activate(float x, int activation)
     case ACT_LOGGY: return (float)(2.0 / (1.0 + exp(-d)) - 1.0);
     case ACT_RELU: return __fmul_rn(x, (float)(x > 0.0f));
     case ACT_ELU: return x >= 0.0f ? x : (float)(exp(d) - 1.0);
-    case ACT_SELU: return x >= 0.0f ? (float)(1.0507 * d) : (float)(1.0507 * 1.6732 * (exp(d) - 1.0));
+    case ACT_SELU:
+        return x >= 0.0f ? (float)(1.0507 * d) : (float)(1.0507 * 1.6732 * (exp(d) - 1.0));
     case ACT_RELIE: return x > 0.0f ? x : (float)(0.01 * d);
     case ACT_RAMP: return (float)((double)__fmul_rn(x, (float)(x > 0.0f)) + 0.1 * d);
     case ACT_LEAKY: return x > 0.0f ? x : (float)(0.1 * d);

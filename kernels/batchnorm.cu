@@ -23,8 +23,8 @@ extern "C" __global__ void normalize(const float* __restrict__ x, const float* _
 }
 
 // out = x * scales[c] (darknet's scale_bias).
-extern "C" __global__ void scale_channels(const float* __restrict__ x, const float* __restrict__ scales,
-                                          int channels, long long spatial, long long n,
+extern "C" __global__ void scale_channels(const float* __restrict__ x,
+                                          const float* __restrict__ scales, int channels, long long spatial, long long n,
                                           float* __restrict__ out)
 {
     DN_GRID_LOOP(i, n) {
@@ -108,7 +108,8 @@ extern "C" __global__ void channel_statistics_ordered(const float* __restrict__ 
         float total = 0.0f;
         for (int b = 0; b < batch; ++b)
             for (long long p = 0; p < spatial; ++p) {
-                const double centred = (double)(x[((long long)b * channels + c) * spatial + p] - mean);
+                const long long i = ((long long)b * channels + c) * spatial + p;
+                const double centred = (double)(x[i] - mean);
                 total = (float)((double)total + centred * centred);
             }
         mean_out[c] = mean;
@@ -117,8 +118,8 @@ extern "C" __global__ void channel_statistics_ordered(const float* __restrict__ 
 }
 
 // rolling = .99*rolling + .01*value, as darknet's scal_gpu then axpy_gpu (float each step).
-extern "C" __global__ void update_rolling(float* __restrict__ rolling, const float* __restrict__ value,
-                                          long long n)
+extern "C" __global__ void update_rolling(float* __restrict__ rolling,
+                                          const float* __restrict__ value, long long n)
 {
     DN_GRID_LOOP(i, n) {
         const float kept = __fmul_rn(rolling[i], 0.99f);
@@ -194,7 +195,8 @@ extern "C" __global__ void row_sums(const float* __restrict__ x, long long rows,
     __shared__ double shared[DN_THREADS];
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         double sum = 0.0;
-        for (long long j = threadIdx.x; j < length; j += blockDim.x) sum += (double)x[r * length + j];
+        for (long long j = threadIdx.x; j < length; j += blockDim.x)
+            sum += (double)x[r * length + j];
         sum = dn_block_sum(sum, shared);
         if (threadIdx.x == 0) out[r] = (float)sum;
     }

@@ -16,7 +16,8 @@ extern "C" __global__ void gemm_ordered(const float* __restrict__ a, const float
         const float* arow = a + (image * m + row) * k;
         const float* bcol = b + image * k * n + col;
         float acc = 0.0f;
-        for (int t = 0; t < k; ++t) acc = __fadd_rn(acc, __fmul_rn(arow[t], bcol[(long long)t * n]));
+        for (int t = 0; t < k; ++t)
+            acc = __fadd_rn(acc, __fmul_rn(arow[t], bcol[(long long)t * n]));
         c[i] = acc;
     }
 }

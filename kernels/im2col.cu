@@ -1,8 +1,8 @@
 // im2col and its adjoint col2im (darknet's im2col_gpu / col2im_gpu), NCHW float32.
 #include "common.cuh"
 
-// cols[b, (c*size + ky)*size + kx, oy*out_w + ox] = x[b, c, oy*stride - pad + ky, ox*stride - pad + kx],
-// 0 where that falls outside the image. One thread per element of cols, so consecutive
+// cols[b, (c*size + ky)*size + kx, oy*out_w + ox]
+//     = x[b, c, oy*stride - pad + ky, ox*stride - pad + kx], 0 where that falls outside. One thread per element of cols, so consecutive
 // threads write consecutive output positions (coalesced stores).
 extern "C" __global__ void im2col(const float* __restrict__ x, int batch, int channels,
                                   int height, int width, int size, int stride, int pad,
