@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -349,6 +350,27 @@ class _Device:
         return False
 
 
+class _Event:
+    """cupy.cuda.Event on the host clock (everything the emulator runs is synchronous)."""
+
+    def record(self, stream=None):
+        self.time = time.perf_counter()
+
+    def synchronize(self):
+        return None
+
+
+class _MemoryPool:
+    def total_bytes(self):
+        return 0
+
+    def used_bytes(self):
+        return 0
+
+    def free_all_blocks(self):
+        return None
+
+
 def make_cupy():
     """A module object with the slice of CuPy's API that cupy_ops uses."""
     module = types.ModuleType("emulated_cupy")
@@ -366,7 +388,10 @@ def make_cupy():
         module.__dict__[name] = _routine(name)
     module.RawModule = RawModule
     module.cuda = types.SimpleNamespace(
-        Device=_Device,
+        Device=_Device, Event=_Event,
+        get_elapsed_time=lambda start, end: (end.time - start.time) * 1000.0,
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
     )
+    pool = _MemoryPool()
+    module.get_default_memory_pool = lambda: pool
     return module
