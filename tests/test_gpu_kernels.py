@@ -73,6 +73,54 @@ def test_cupy_backend_has_every_numpy_op():
         assert getattr(CupyOps, constant) == getattr(ref, constant)
 
 
+def _no_cupy():
+    try:
+        import cupy  # noqa: F401
+    except Exception:
+        return True
+    return False
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    import darknet_py.ops as registry
+    monkeypatch.setattr(registry, "_GPU_COUNT", None)
+    monkeypatch.delenv("DARKNET_PY_DEVICE", raising=False)
+    return registry
+
+
+@pytest.mark.skipif(not _no_cupy(), reason="CuPy is installed: the no-GPU fallback is not "
+                                           "reachable here")
+def test_device_choice_without_cupy(fresh_registry, capsys, monkeypatch):
+    """darknet_py runs without CuPy: the default is the CPU, and a GPU request warns and
+    falls back to it, as a darknet built without GPU=1 does."""
+    registry = fresh_registry
+    assert not registry.gpu_available()
+    assert registry.get_ops() is ref and registry.get_ops("cpu") is ref
+    assert registry.get_ops(0) is ref
+    assert "no GPU backend available for device 0" in capsys.readouterr().err
+    monkeypatch.setenv("DARKNET_PY_DEVICE", "0")
+    assert registry.get_ops() is ref
+
+
+def test_device_choice_rules(fresh_registry, monkeypatch):
+    """'cpu' and -1 are NumPy whatever the machine; DARKNET_PY_DEVICE=cpu replaces the
+    GPU default; a backend object is used as given; an index past the last GPU is an error."""
+    registry = fresh_registry
+    monkeypatch.setattr(registry, "_GPU_COUNT", 1)    # as if CuPy saw one device
+    made = []
+    monkeypatch.setattr(registry, "cupy_backend", lambda index=0: made.append(index) or "gpu")
+    assert registry.get_ops("cpu") is ref and registry.get_ops(-1) is ref
+    assert registry.get_ops() == "gpu" and registry.get_ops(0) == "gpu" and made == [0, 0]
+    monkeypatch.setenv("DARKNET_PY_DEVICE", "cpu")
+    assert registry.get_ops() is ref
+    custom = CupyOps.__new__(CupyOps)
+    assert registry.get_ops(custom) is custom
+    from darknet_py.errors import DarknetError
+    with pytest.raises(DarknetError, match="GPU 3 does not exist"):
+        registry.get_ops(3)
+
+
 # ---------------------------------------------------------------- convolution
 GEOMETRIES = [(3, 1, 1), (3, 2, 1), (1, 1, 0), (2, 2, 0), (5, 2, 2), (3, 1, 0), (4, 3, 2)]
 
