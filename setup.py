@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="A faithful Darknet (YOLOv2, YOLO9000, Darknet-19) engine in Python",
     packages=find_packages(exclude=["tests"]),
-    package_data={"darknet_py": ["../kernels/*.cu"]},
+    package_data={"darknet_py": ["../kernels/*.cu", "../kernels/*.cuh"]},
     python_requires=">=3.9",
     install_requires=["numpy>=1.22", "pillow>=9"],
     extras_require={

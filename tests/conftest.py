@@ -14,6 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # test this checkout's package, whatever another `pip install -e` points at
 sys.path.insert(0, str(ROOT))
+# the CPU tests compare the NumPy reference with darknet; on a GPU machine the default
+# device would be the GPU, so pin it (GPU tests choose their device explicitly)
+os.environ.setdefault("DARKNET_PY_DEVICE", "cpu")
 SHARED = Path(os.environ.get("DARKNET_PY_SHARED", ROOT.parent / "shared"))
 ORACLE = SHARED / "oracle"
 DARKNET = SHARED / "darknet"

@@ -63,12 +63,12 @@ def _is_number(text):
 
 
 def device_from(args):
-    """-nogpu or -i <gpu>: darknet's device choice. Returns 'cpu' or a GPU index."""
+    """-nogpu or -i <gpu>: darknet's device choice. Returns 'cpu', a GPU index, or None
+    (no flag: the GPU when CuPy finds one, else the CPU, as darknet built with GPU=1)."""
     if args.flag("-nogpu"):
         args.int("-i")
         return "cpu"
-    index = args.int("-i", "-gpu")
-    return "cpu" if index is None else index
+    return args.int("-i", "-gpu")
 
 
 def fail(message):
