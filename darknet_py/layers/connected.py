@@ -1,11 +1,11 @@
 """[connected]: a fully connected layer (connected_layer.c): output = input . W^T + b."""
 import numpy as np
 
-from .base import Layer
+from .weighted import WeightedLayer
 from .convolutional import parse_activation
 
 
-class ConnectedLayer(Layer):
+class ConnectedLayer(WeightedLayer):
     type = "connected"
 
     def __init__(self, section, index, in_shape, net):
@@ -50,50 +50,20 @@ class ConnectedLayer(Layer):
         ops = net.ops
         flat = x.reshape(x.shape[0], self.inputs)
         self.input = flat
-        out = ops.matmul(flat, self.weights.T, net.exact).reshape(x.shape[0], self.n_outputs, 1, 1)
-        if self.batch_normalize:
-            if net.train:
-                self.x = out
-                self.mean, self.variance = ops.batchnorm_statistics(out, net.exact)
-                ops.update_rolling(self.rolling_mean, self.mean)
-                ops.update_rolling(self.rolling_variance, self.variance)
-                out = ops.batchnorm_inference(out, self.mean, self.variance)
-                self.x_norm = out
-            else:
-                out = ops.batchnorm_inference(out, self.rolling_mean, self.rolling_variance)
-            out = ops.scale_bias(out, self.scales)
-        out = ops.add_bias(out, self.biases)
-        self.output = ops.activate(out, self.activation)
+        out = ops.matmul(flat, self.weights.T, net.exact)
+        out = out.reshape(x.shape[0], self.n_outputs, 1, 1)
+        self.output = ops.activate(self.normalize(out, net), self.activation)
         return self.output
-
-    def zero_updates(self, ops):
-        self.bias_updates = ops.zeros(self.biases.shape)
-        self.weight_updates = ops.zeros(self.weights.shape)
-        if self.batch_normalize:
-            self.scale_updates = ops.zeros(self.scales.shape)
 
     def backward(self, net, input_delta):
         """backward_connected_layer: weight_updates += delta^T . input; input_delta +=
         delta . W (accumulates, unlike a 1x1 convolution)."""
         ops = net.ops
-        delta = self.delta * ops.gradient(self.output, self.activation)
-        self.bias_updates += ops.bias_sums(delta)
-        if self.batch_normalize:
-            self.scale_updates += ops.channel_sums(delta * self.x_norm)
-            delta = ops.batchnorm_backward(delta, self.x, self.mean, self.variance, self.scales)
-        self.delta = delta
+        delta = self.delta_before_normalize(net)
         flat = delta.reshape(delta.shape[0], self.n_outputs)
         self.weight_updates += ops.matmul(flat.T, self.input)
         if input_delta is not None:
             input_delta += ops.matmul(flat, self.weights).reshape(input_delta.shape)
-
-    def update(self, net, rate, momentum, decay_term):
-        ops = net.ops
-        rate = rate * np.float32(self.learning_rate_scale)
-        ops.sgd_step(self.biases, self.bias_updates, rate, momentum)
-        if self.batch_normalize:
-            ops.sgd_step(self.scales, self.scale_updates, rate, momentum)
-        ops.sgd_step(self.weights, self.weight_updates, rate, momentum, decay_term)
 
     def bflops(self):
         return 2.0 * self.inputs * self.n_outputs / 1e9

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import activations
-from .base import Layer
+from .weighted import WeightedLayer
 
 
 def parse_activation(layer, section):
@@ -13,7 +13,7 @@ def parse_activation(layer, section):
     return name
 
 
-class ConvolutionalLayer(Layer):
+class ConvolutionalLayer(WeightedLayer):
     type = "convolutional"
 
     def __init__(self, section, index, in_shape, net):
@@ -92,42 +92,16 @@ class ConvolutionalLayer(Layer):
         filters = self.weights.reshape(groups, self.n_filters // groups, -1)
         out = ops.matmul(filters, cols, net.exact)
         out = out.reshape(batch, self.n_filters, self.out_h, self.out_w)
-        if self.batch_normalize:
-            if net.train:
-                # forward_batchnorm_layer in training: batch statistics, rolling averages
-                self.x = out
-                self.mean, self.variance = ops.batchnorm_statistics(out, net.exact)
-                ops.update_rolling(self.rolling_mean, self.mean)
-                ops.update_rolling(self.rolling_variance, self.variance)
-                out = ops.batchnorm_inference(out, self.mean, self.variance)
-                self.x_norm = out
-            else:
-                out = ops.batchnorm_inference(out, self.rolling_mean, self.rolling_variance)
-            out = ops.scale_bias(out, self.scales)
-        out = ops.add_bias(out, self.biases)
-        self.output = ops.activate(out, self.activation)
+        self.output = ops.activate(self.normalize(out, net), self.activation)
         return self.output
 
     # -- training ----------------------------------------------------------------------
-    def zero_updates(self, ops):
-        self.bias_updates = ops.zeros(self.biases.shape)
-        self.weight_updates = ops.zeros(self.weights.shape)
-        if self.batch_normalize:
-            self.scale_updates = ops.zeros(self.scales.shape)
-
     def backward(self, net, input_delta):
         """backward_convolutional_layer. input_delta (the previous layer's delta) is
         accumulated through col2im for k > 1 but OVERWRITTEN for 1x1 kernels: darknet's gemm
         writes it with beta = 0 there. Kept on purpose: trained weights came from this."""
         ops = net.ops
-        delta = self.delta * ops.gradient(self.output, self.activation)
-        if self.batch_normalize:
-            self.bias_updates += ops.bias_sums(delta)
-            self.scale_updates += ops.channel_sums(delta * self.x_norm)
-            delta = ops.batchnorm_backward(delta, self.x, self.mean, self.variance, self.scales)
-        else:
-            self.bias_updates += ops.bias_sums(delta)
-        self.delta = delta
+        delta = self.delta_before_normalize(net)
         batch, groups, hw = delta.shape[0], self.groups, self.out_h * self.out_w
         per_group = self.n_filters // groups
         grouped = delta.reshape(batch, groups, per_group, hw)
@@ -150,14 +124,6 @@ class ConvolutionalLayer(Layer):
         else:
             ops.col2im_add(col_delta.reshape(batch, -1, hw), input_delta, self.size,
                            self.stride, self.padding, self.out_h, self.out_w)
-
-    def update(self, net, rate, momentum, decay_term):
-        ops = net.ops
-        rate = rate * np.float32(self.learning_rate_scale)
-        ops.sgd_step(self.biases, self.bias_updates, rate, momentum)
-        if self.batch_normalize:
-            ops.sgd_step(self.scales, self.scale_updates, rate, momentum)
-        ops.sgd_step(self.weights, self.weight_updates, rate, momentum, decay_term)
 
     def bflops(self):
         return (2.0 * self.n_filters * self.size * self.size * self.c / self.groups
