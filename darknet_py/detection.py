@@ -128,6 +128,39 @@ def box_iou(box, others):
         return inter / union
 
 
+def zero_objectness_last(objectness):
+    """The order darknet's NMS loops leave: each box with objectness 0 swapped with the last
+    live one (not a stable partition). Returns the order and the number of live boxes."""
+    order = np.arange(len(objectness))
+    last = len(order) - 1
+    i = 0
+    while i <= last:
+        if objectness[order[i]] == 0:
+            order[i], order[last] = order[last], order[i]
+            last -= 1
+        else:
+            i += 1
+    return order, last + 1
+
+
+def do_nms_obj(boxes, thresh):
+    """darknet's do_nms_obj: the live boxes stably sorted by objectness; a box overlapping a
+    kept one by IoU > thresh loses its objectness and probabilities. Returns the order."""
+    order, total = zero_objectness_last(boxes.objectness)
+    live = order[:total]
+    live = live[np.argsort(-boxes.objectness[live], kind="stable")]
+    for i, keep in enumerate(live):
+        if boxes.objectness[keep] == 0:
+            continue
+        rest = live[i + 1:]
+        rest = rest[boxes.objectness[rest] != 0]
+        hit = rest[box_iou(boxes.xywh[keep], boxes.xywh[rest]) > thresh]
+        boxes.objectness[hit] = 0
+        boxes.prob[hit] = 0
+    order[:total] = live
+    return order
+
+
 def do_nms_sort(boxes, thresh):
     """darknet's do_nms_sort; returns the box order it leaves and zeroes suppressed probs.
 
@@ -137,16 +170,7 @@ def do_nms_sort(boxes, thresh):
     skipped: their stable sort would leave the order unchanged.
     """
     prob = boxes.prob
-    order = np.arange(len(prob))
-    last = len(order) - 1
-    i = 0
-    while i <= last:
-        if boxes.objectness[order[i]] == 0:
-            order[i], order[last] = order[last], order[i]
-            last -= 1
-        else:
-            i += 1
-    total = last + 1
+    order, total = zero_objectness_last(boxes.objectness)
     live = order[:total]
     for cls in np.nonzero((prob[live] != 0).any(axis=0))[0]:
         live = live[np.argsort(-prob[live, cls], kind="stable")]

@@ -197,31 +197,6 @@ def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=Fals
 
 # ----------------------------------------------------------------------- detector recall
 
-def do_nms_obj(boxes, thresh):
-    """darknet's do_nms_obj: boxes with objectness 0 go to the end (its swap loop), the rest
-    are stably sorted by objectness and a box overlapping a kept one by IoU > thresh loses its
-    objectness and probabilities. Modifies boxes; returns the order."""
-    order = np.arange(len(boxes.objectness))
-    last = len(order) - 1
-    i = 0
-    while i <= last:
-        if boxes.objectness[order[i]] == 0:
-            order[i], order[last] = order[last], order[i]
-            last -= 1
-        else:
-            i += 1
-    live = order[:last + 1]
-    live = live[np.argsort(-boxes.objectness[live], kind="stable")]
-    for i, keep in enumerate(live):
-        if boxes.objectness[keep] == 0:
-            continue
-        rest = live[i + 1:]
-        rest = rest[boxes.objectness[rest] != 0]
-        hit = rest[detection.box_iou(boxes.xywh[keep], boxes.xywh[rest]) > thresh]
-        boxes.objectness[hit] = 0
-        boxes.prob[hit] = 0
-    order[:last + 1] = live
-    return order
 
 
 def _c_percent(numerator, denominator, dtype):
@@ -248,7 +223,7 @@ def validate_detector_recall(data, cfg, weights, device="cpu", exact=False, net=
         im = load_image(path)
         net.forward(resize_image(im, net.width, net.height)[None])
         boxes = detection.network_boxes(net, net.width, net.height, RECALL_THRESH, 0.5)
-        do_nms_obj(boxes, RECALL_NMS)
+        detection.do_nms_obj(boxes, RECALL_NMS)
         truth = read_label_file(label_path(path))
         proposals += int(np.count_nonzero(boxes.objectness > F32(RECALL_THRESH)))
         live = boxes.objectness > F32(RECALL_THRESH)
