@@ -33,7 +33,8 @@ class MaxpoolLayer(Layer):
 
     def forward(self, x, net):
         self.output, self.indexes = net.ops.maxpool(x, self.size, self.stride, self.padding,
-                                                    self.out_h, self.out_w)
+                                                    self.out_h, self.out_w,
+                                                    want_indexes=net.train)
         return self.output
 
     def backward(self, net, input_delta):

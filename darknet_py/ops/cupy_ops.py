@@ -250,7 +250,7 @@ class CupyOps:
         return out
 
     # -------------------------------------------------------------- pooling
-    def maxpool(self, x, size, stride, pad, out_h, out_w):
+    def maxpool(self, x, size, stride, pad, out_h, out_w, want_indexes=True):
         x = self._c(x)
         batch, channels, height, width = x.shape
         out = self._empty((batch, channels, out_h, out_w))
