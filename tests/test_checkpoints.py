@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -89,21 +88,26 @@ def test_resume_continues_seen_and_schedule(dataset):
 
 
 WRITER = """
-import sys, darknet_py
+import os, sys, time, darknet_py
 net = darknet_py.parse_network_cfg(sys.argv[1])
 net.ensure_initialized()
-print("ready", flush=True)
-for i in range(1, 10**6):
-    net.seen = i
-    net.save_weights(sys.argv[2])
+real_fsync = os.fsync
+def announcing_fsync(fd):
+    # the new bytes are in the temporary file, not yet renamed over the checkpoint
+    print("in-write", flush=True)
+    time.sleep(0.5)
+    real_fsync(fd)
+os.fsync = announcing_fsync
+net.seen = 99
+net.save_weights(sys.argv[2])
 """
 
 
 def test_kill_during_save_leaves_a_whole_checkpoint(dataset):
-    """SIGKILL a process that saves in a loop; every time, the checkpoint must still load,
-    complete, as one of the versions written (the write goes to a temp file + rename)."""
+    """SIGKILL a process in the middle of a save (it announces when its bytes are written
+    to the temporary file but not yet renamed); the checkpoint must still be the old one,
+    whole (the write goes to a temp file + rename)."""
     cfg = str(dataset / "big.cfg")
-    # ~10 MB of weights, so that a kill often lands inside a write
     big = CFG.replace("filters=8", "filters=512").replace(
         "[maxpool]", "[convolutional]\nfilters=512\nsize=3\nstride=1\npad=1\n"
         "activation=leaky\n[maxpool]")
@@ -113,16 +117,17 @@ def test_kill_during_save_leaves_a_whole_checkpoint(dataset):
     net.ensure_initialized()
     net.save_weights(str(target))
     size = target.stat().st_size
-    for delay in (0.013, 0.029, 0.047, 0.071, 0.11):
+    before = target.read_bytes()
+    for _ in range(2):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, cfg, str(target)],
                                 stdout=subprocess.PIPE, text=True,
                                 env={"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"]})
-        assert proc.stdout.readline() == "ready\n"
-        time.sleep(delay)
+        assert proc.stdout.readline() == "in-write\n"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert target.stat().st_size == size
+        assert target.read_bytes() == before
         loaded = darknet_py.load_network(cfg, str(target))
         np.testing.assert_array_equal(loaded.layers[0].weights, net.layers[0].weights)
-    # the kills did land inside writes: their unfinished temporary files are left behind
-    assert list(dataset.glob(".tmp-*")), "no kill interrupted a write; the test proves nothing"
+    # the kills landed inside writes: their unfinished temporary files are left behind
+    leftovers = list(dataset.glob(".tmp-*"))
+    assert len(leftovers) == 2 and all(p.stat().st_size == size for p in leftovers)

@@ -12,6 +12,10 @@ class WeightedLayer(Layer):
         """Batch norm (batch statistics in training, rolling ones at inference), then the
         biases; without batch norm just the biases."""
         ops = net.ops
+        if self.batch_normalize and not (net.train or net.exact):
+            factor, shift = ops.batchnorm_fold(self.rolling_mean, self.rolling_variance,
+                                               self.scales, self.biases)
+            return ops.scale_shift(out, factor, shift)
         if self.batch_normalize:
             if net.train:
                 self.x = out
@@ -24,6 +28,10 @@ class WeightedLayer(Layer):
                 out = ops.batchnorm_inference(out, self.rolling_mean, self.rolling_variance)
             out = ops.scale_bias(out, self.scales)
         return ops.add_bias(out, self.biases)
+
+    def activate(self, out, net):
+        """The activation; outside training and exact mode in float32 (fast)."""
+        return net.ops.activate(out, self.activation, fast=not (net.train or net.exact))
 
     def delta_before_normalize(self, net):
         """From this layer's delta to the delta of the GEMM's output: the activation's

@@ -212,6 +212,17 @@ class CupyOps:
                       self._i64(spatial), self._i64(x.size), out))
         return out
 
+    def batchnorm_fold(self, mean, variance, scales, biases):
+        """numpy_ops.batchnorm_fold on the host (per-channel vectors: a few kB each way).
+        TODO(speed, issue #7): cache the folded vectors per layer instead of per forward."""
+        from . import numpy_ops
+        factor, shift = numpy_ops.batchnorm_fold(*(self.to_host(v) for v in
+                                                   (mean, variance, scales, biases)))
+        return self.to_device(factor), self.to_device(shift)
+
+    def scale_shift(self, x, factor, shift):
+        return self.add_bias(self.scale_bias(x, factor), shift)
+
     def scale_bias(self, x, scales):
         return self._per_channel("scale_channels", x, scales)
 
@@ -219,7 +230,7 @@ class CupyOps:
         return self._per_channel("add_bias", x, biases)
 
     # -------------------------------------------------------------- activations
-    def activate(self, x, activation):
+    def activate(self, x, activation, fast=False):
         if activation == "linear":
             return x   # numpy_ops returns the same array
         return self._elementwise("activate", x, activation)

@@ -77,6 +77,21 @@ def batchnorm_inference(x, mean, variance):
     return (centred / denominator[None, :, None, None]).astype(F32)
 
 
+def batchnorm_fold(mean, variance, scales, biases):
+    """Inference batch norm, scale and bias as one multiply-add per element:
+    a = scale/(sqrt(var) + 1e-6), b = bias - mean*a (per channel, in double, stored as
+    float). It rounds differently from darknet's three steps (~1e-7 relative), so only the
+    fast (not exact) inference path uses it."""
+    factor = scales.astype(F64) / (np.sqrt(variance.astype(F64)) + BN_EPSILON)
+    return factor.astype(F32), (biases.astype(F64) - mean.astype(F64) * factor).astype(F32)
+
+
+def scale_shift(x, factor, shift):
+    out = x * factor[None, :, None, None]
+    out += shift[None, :, None, None]
+    return out
+
+
 def scale_bias(x, scales):
     return x * scales[None, :, None, None]
 
@@ -86,7 +101,13 @@ def add_bias(x, biases):
 
 
 # ---------------------------------------------------------------- activations
-def activate(x, activation):
+def activate(x, activation, fast=False):
+    """fast=True evaluates leaky and logistic in float32 (darknet: in double, then rounded;
+    they differ in the last bit now and then); the other activations are the same."""
+    if fast and activation == "leaky":
+        return np.maximum(x, x * F32(0.1))
+    if fast and activation == "logistic":
+        return F32(1) / (F32(1) + np.exp(-x))
     return activations.ACTIVATE[activation](x)
 
 
