@@ -1,5 +1,5 @@
-"""Boxes and detections: darknet's box.c (overlap, IoU, do_nms_sort)."""
-from dataclasses import dataclass, field
+"""A detection as darknet's `detection` struct holds it (box arithmetic and NMS: detection.py)."""
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,5 +19,3 @@ class Detection:
     prob: np.ndarray
     objectness: float
     index: int = 0
-    sort_class: int = -1
-    extra: dict = field(default_factory=dict)

@@ -2,6 +2,8 @@
 import sys
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import ops as ops_registry
 from .config import read_cfg, report_unused
 from .errors import CfgError, DarknetError
@@ -133,7 +135,8 @@ class Network:
         self.loaded_layers = 0
         self.train = False
         self.log = None   # a callable taking a line: training statistics (region layers)
-        self.rng = __import__("numpy").random.default_rng(seed)   # dropout, random policy
+        self.rng = np.random.default_rng(seed)   # dropout, the random policy
+        self._updates_ready = False   # the *_updates accumulators exist (momentum)
         # True: darknet's own summation order in GEMMs and batch-norm statistics, so results
         # are bit-faithful to darknet (slow: for tests and conversions)
         self.exact = False
@@ -183,7 +186,6 @@ class Network:
                         setattr(layer, name, move(value))
 
     def _to_host(self, array):
-        import numpy as np
         return np.ascontiguousarray(self.ops.to_host(array), dtype=np.float32)
 
     @property
@@ -243,17 +245,14 @@ class Network:
             for layer in self.layers:
                 layer.zero_updates(self.ops)
             self._updates_ready = True
-        f32 = __import__("numpy").float32
-        total = f32(0)   # darknet sums the minibatch costs in float
+        total = np.float32(0)   # darknet sums the minibatch costs in float
         for start in range(0, rows, minibatch):
             self.seen += minibatch
-            total += f32(self._train_minibatch(x[start:start + minibatch],
-                                               truth[start:start + minibatch]))
+            total += np.float32(self._train_minibatch(x[start:start + minibatch],
+                                                    truth[start:start + minibatch]))
             if (self.seen // minibatch) % self.options.subdivisions == 0:
                 self.update()
-        return float(total / f32(rows))
-
-    _updates_ready = False
+        return float(total / np.float32(rows))
 
     def _train_minibatch(self, x, truth):
         """forward_network + backward_network in training mode; returns *net->cost."""
@@ -276,11 +275,10 @@ class Network:
         finally:
             self.train, self.truth = False, None
         # calc_network_cost: the float mean of l.cost over the layers that have one
-        f32 = __import__("numpy").float32
-        total = f32(0)
+        total = np.float32(0)
         for cost in costs:
-            total += f32(cost)
-        return float(total / f32(len(costs))) if costs else 0.0
+            total += np.float32(cost)
+        return float(total / np.float32(len(costs))) if costs else 0.0
 
     def backward(self):
         """backward_network: last layer first, each writing into the previous layer's delta."""
@@ -296,7 +294,6 @@ class Network:
 
     def update(self):
         """update_network: SGD with momentum and decay, rates scaled by batch*subdivisions."""
-        import numpy as np
         f32 = np.float32
         total = self.options.batch * self.options.subdivisions
         rate = f32(self.learning_rate()) / f32(total)

@@ -5,7 +5,7 @@ import pytest
 import darknet_py
 from darknet_py.config import parse_cfg_text, read_data_cfg
 from darknet_py.errors import CfgError
-from conftest import DARKNET, ORACLE, need_shared
+from conftest import ORACLE, need_shared
 
 # Totals as darknet and pjreddie's model table report them (yolov2-voc from the issue).
 FULL_SIZE = {

@@ -6,7 +6,6 @@ import io
 import re
 
 import numpy as np
-import pytest
 
 import darknet_py
 from darknet_py.evaluation.labels import read_image_labels

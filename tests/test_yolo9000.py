@@ -105,8 +105,9 @@ def test_joint_step_classification_image_has_no_coordinate_loss(small_tree):
     net.train_step(x, truth)
     # region deltas of the last minibatch, before the logistic gradient: recompute them
     net.train, net.truth = True, truth
+    out = x
     for layer in net.layers:
-        out = layer.forward(out if layer.index else x, net)
+        out = layer.forward(out, net)
     delta = region.delta.reshape(2, 2, region.entries, -1)
     cls_img = delta[1]
     assert np.all(cls_img[:, 0:4] == 0)                  # no coordinate loss

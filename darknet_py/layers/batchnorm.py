@@ -1,7 +1,8 @@
-"""[batchnorm]: a stand-alone batch normalisation (batchnorm_layer.c), inference form."""
+"""[batchnorm]: a stand-alone batch normalisation (batchnorm_layer.c)."""
 import numpy as np
 
 from .base import Layer
+from .weighted import batch_normalize, batch_normalize_backward
 
 
 class BatchnormLayer(Layer):
@@ -20,18 +21,7 @@ class BatchnormLayer(Layer):
                 ("rolling_variance", (self.c,))]
 
     def forward(self, x, net):
-        ops = net.ops
-        if net.train:
-            self.x = x
-            self.mean, self.variance = ops.batchnorm_statistics(x, net.exact)
-            ops.update_rolling(self.rolling_mean, self.mean)
-            ops.update_rolling(self.rolling_variance, self.variance)
-            out = ops.batchnorm_inference(x, self.mean, self.variance)
-            self.x_norm = out
-        else:
-            out = ops.batchnorm_inference(x, self.rolling_mean, self.rolling_variance)
-        out = ops.scale_bias(out, self.scales)
-        self.output = ops.add_bias(out, self.biases)
+        self.output = batch_normalize(self, x, net)
         return self.output
 
     def zero_updates(self, ops):
@@ -39,11 +29,7 @@ class BatchnormLayer(Layer):
         self.scale_updates = ops.zeros(self.scales.shape)
 
     def backward(self, net, input_delta):
-        ops = net.ops
-        self.bias_updates += ops.bias_sums(self.delta)
-        self.scale_updates += ops.channel_sums(self.delta * self.x_norm)
-        self.delta = ops.batchnorm_backward(self.delta, self.x, self.mean, self.variance,
-                                            self.scales)
+        self.delta = batch_normalize_backward(self, self.delta, net)
         if input_delta is not None:
             input_delta[...] = self.delta   # darknet copies (overwrites) into net.delta
 

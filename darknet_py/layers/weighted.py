@@ -1,33 +1,48 @@
 """What convolutional and connected layers share: darknet's forward_batchnorm_layer /
-add_bias after the GEMM, the matching backward, and update_convolutional_layer's SGD."""
+add_bias after the GEMM, the matching backward, and update_convolutional_layer's SGD.
+The two batch-norm functions also serve the stand-alone [batchnorm] layer."""
 import numpy as np
 
 from .base import Layer
+
+
+def batch_normalize(layer, out, net):
+    """forward_batchnorm_layer: batch statistics (and rolling averages) in training, the
+    rolling ones at inference, then scales and biases. Outside training and exact mode the
+    three steps are folded into one multiply-add."""
+    ops = net.ops
+    if not (net.train or net.exact):
+        factor, shift = ops.batchnorm_fold(layer.rolling_mean, layer.rolling_variance,
+                                           layer.scales, layer.biases)
+        return ops.scale_shift(out, factor, shift)
+    if net.train:
+        layer.x = out
+        layer.mean, layer.variance = ops.batchnorm_statistics(out, net.exact)
+        ops.update_rolling(layer.rolling_mean, layer.mean)
+        ops.update_rolling(layer.rolling_variance, layer.variance)
+        out = ops.batchnorm_inference(out, layer.mean, layer.variance)
+        layer.x_norm = out
+    else:
+        out = ops.batchnorm_inference(out, layer.rolling_mean, layer.rolling_variance)
+    return ops.add_bias(ops.scale_bias(out, layer.scales), layer.biases)
+
+
+def batch_normalize_backward(layer, delta, net):
+    """backward_batchnorm_layer: bias and scale gradients, then the delta w.r.t. the input."""
+    ops = net.ops
+    layer.bias_updates += ops.bias_sums(delta)
+    layer.scale_updates += ops.channel_sums(delta * layer.x_norm)
+    return ops.batchnorm_backward(delta, layer.x, layer.mean, layer.variance, layer.scales)
 
 
 class WeightedLayer(Layer):
     """A layer with biases, weights and, with batch_normalize, scales and rolling stats."""
 
     def normalize(self, out, net):
-        """Batch norm (batch statistics in training, rolling ones at inference), then the
-        biases; without batch norm just the biases."""
-        ops = net.ops
-        if self.batch_normalize and not (net.train or net.exact):
-            factor, shift = ops.batchnorm_fold(self.rolling_mean, self.rolling_variance,
-                                               self.scales, self.biases)
-            return ops.scale_shift(out, factor, shift)
+        """Batch norm with scales and biases, or without batch norm just the biases."""
         if self.batch_normalize:
-            if net.train:
-                self.x = out
-                self.mean, self.variance = ops.batchnorm_statistics(out, net.exact)
-                ops.update_rolling(self.rolling_mean, self.mean)
-                ops.update_rolling(self.rolling_variance, self.variance)
-                out = ops.batchnorm_inference(out, self.mean, self.variance)
-                self.x_norm = out
-            else:
-                out = ops.batchnorm_inference(out, self.rolling_mean, self.rolling_variance)
-            out = ops.scale_bias(out, self.scales)
-        return ops.add_bias(out, self.biases)
+            return batch_normalize(self, out, net)
+        return net.ops.add_bias(out, self.biases)
 
     def activate(self, out, net):
         """The activation; outside training and exact mode in float32 (fast)."""
@@ -38,10 +53,10 @@ class WeightedLayer(Layer):
         gradient, the bias (and scale) gradients, then batch norm's backward."""
         ops = net.ops
         delta = self.delta * ops.gradient(self.output, self.activation)
-        self.bias_updates += ops.bias_sums(delta)
         if self.batch_normalize:
-            self.scale_updates += ops.channel_sums(delta * self.x_norm)
-            delta = ops.batchnorm_backward(delta, self.x, self.mean, self.variance, self.scales)
+            delta = batch_normalize_backward(self, delta, net)
+        else:
+            self.bias_updates += ops.bias_sums(delta)
         self.delta = delta
         return delta
 
