@@ -52,7 +52,7 @@ class ConnectedLayer(WeightedLayer):
         self.input = flat
         out = ops.matmul(flat, self.weights.T, net.exact)
         out = out.reshape(x.shape[0], self.n_outputs, 1, 1)
-        self.output = self.activate(self.normalize(out, net), net)
+        self.output = self.normalize_activate(out, net)
         return self.output
 
     def backward(self, net, input_delta):

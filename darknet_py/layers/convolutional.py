@@ -92,7 +92,7 @@ class ConvolutionalLayer(WeightedLayer):
         filters = self.weights.reshape(groups, self.n_filters // groups, -1)
         out = ops.matmul(filters, cols, net.exact)
         out = out.reshape(batch, self.n_filters, self.out_h, self.out_w)
-        self.output = self.activate(self.normalize(out, net), net)
+        self.output = self.normalize_activate(out, net)
         return self.output
 
     # -- training ----------------------------------------------------------------------

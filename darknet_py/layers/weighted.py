@@ -44,6 +44,19 @@ class WeightedLayer(Layer):
             return batch_normalize(self, out, net)
         return net.ops.add_bias(out, self.biases)
 
+    def normalize_activate(self, out, net):
+        """normalize then activate. At plain inference (not training, not exact) in one
+        in-place pass over the GEMM's output `out`, which nothing else holds."""
+        if net.train or net.exact:
+            return self.activate(self.normalize(out, net), net)
+        ops = net.ops
+        if self.batch_normalize:
+            factor, shift = ops.batchnorm_fold(self.rolling_mean, self.rolling_variance,
+                                               self.scales, self.biases)
+        else:
+            factor, shift = None, self.biases
+        return ops.scale_shift_activate(out, factor, shift, self.activation)
+
     def activate(self, out, net):
         """The activation; outside training and exact mode in float32 (fast)."""
         return net.ops.activate(out, self.activation, fast=not (net.train or net.exact))

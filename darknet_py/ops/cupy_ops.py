@@ -223,6 +223,12 @@ class CupyOps:
     def scale_shift(self, x, factor, shift):
         return self.add_bias(self.scale_bias(x, factor), shift)
 
+    def scale_shift_activate(self, x, factor, shift, activation):
+        """numpy_ops.scale_shift_activate's values from the separate kernels (not in place).
+        TODO(speed, issue #7): one fused kernel, once a GPU can check it."""
+        out = self.add_bias(x if factor is None else self.scale_bias(x, factor), shift)
+        return self.activate(out, activation, fast=True)
+
     def scale_bias(self, x, scales):
         return self._per_channel("scale_channels", x, scales)
 

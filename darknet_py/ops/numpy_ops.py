@@ -8,10 +8,12 @@ differs (BLAS GEMM, pairwise sums) and so the last bits may.
 Arrays are NCHW float32. A layer never calls numpy directly for numerics: it calls these,
 and the CuPy backend provides the same names.
 """
+import threading
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .. import activations
+from .threads import for_blocks
 
 name = "numpy"
 xp = np
@@ -36,16 +38,64 @@ def zeros(shape):
 
 
 # ---------------------------------------------------------------- convolution
+# im2col writes into a reusable per-thread workspace (darknet's net->workspace): a fresh
+# array per layer costs page faults on every forward. Columns bigger than this are allocated
+# each time instead, so a big training batch does not pin its columns in memory.
+WORKSPACE_LIMIT_BYTES = 256 << 20
+_local = threading.local()
+
+
+def _workspace(shape):
+    """A float32 array of `shape` valid until the calling thread's next _workspace() call."""
+    count = int(np.prod(shape, dtype=np.int64))
+    if count * 4 > WORKSPACE_LIMIT_BYTES:
+        return np.empty(shape, dtype=F32)
+    buffer = getattr(_local, "workspace", None)
+    if buffer is None or buffer.size < count:
+        buffer = _local.workspace = np.empty(count, dtype=F32)
+    return buffer[:count].reshape(shape)
+
+
+def _valid_range(offset, stride, pad, in_size, out_size):
+    """Output positions o in [lo, hi) whose input position o*stride + offset - pad lies
+    inside [0, in_size), and the first such input position."""
+    lo = max(0, -(-(pad - offset) // stride))
+    hi = min(out_size, (in_size - 1 + pad - offset) // stride + 1)
+    hi = max(hi, lo)
+    return lo, hi, lo * stride + offset - pad
+
+
 def im2col(x, size, stride, pad, out_h, out_w):
-    """(B, C, H, W) -> (B, C*size*size, out_h*out_w), rows ordered (c, ky, kx) like darknet."""
+    """(B, C, H, W) -> (B, C*size*size, out_h*out_w), rows ordered (c, ky, kx) like darknet,
+    zeros where a window reaches into the padding. The result lives in the workspace (see
+    _workspace()): use it before the next im2col on this thread.
+
+    No padded copy of the input: for each kernel offset the valid rectangle is copied with
+    one strided assignment and the border strips are zeroed. Planes are split across threads."""
     batch, channels, height, width = x.shape
-    if pad:
-        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    sb, sc, sh, sw = x.strides
-    windows = as_strided(
-        x, shape=(batch, channels, size, size, out_h, out_w),
-        strides=(sb, sc, sh, sw, sh * stride, sw * stride), writeable=False)
-    return windows.reshape(batch, channels * size * size, out_h * out_w)
+    cols = _workspace((batch, channels * size * size, out_h * out_w))
+    planes = x.reshape(batch * channels, height, width)
+    grid = cols.reshape(batch * channels, size, size, out_h, out_w)
+    spans = [(ky, kx, _valid_range(ky, stride, pad, height, out_h),
+              _valid_range(kx, stride, pad, width, out_w))
+             for ky in range(size) for kx in range(size)]
+
+    def copy(start, stop):
+        for ky, kx, (row_lo, row_hi, in_row), (col_lo, col_hi, in_col) in spans:
+            target = grid[start:stop, ky, kx]
+            n_rows, n_cols = row_hi - row_lo, col_hi - col_lo
+            target[:, row_lo:row_hi, col_lo:col_hi] = planes[
+                start:stop, in_row:in_row + stride * (n_rows - 1) + 1:stride,
+                in_col:in_col + stride * (n_cols - 1) + 1:stride]
+            if row_lo or row_hi < out_h or col_lo or col_hi < out_w:
+                target[:, :row_lo] = 0
+                target[:, row_hi:] = 0
+                target[:, row_lo:row_hi, :col_lo] = 0
+                target[:, row_lo:row_hi, col_hi:] = 0
+
+    # A pure copy reuses nothing from cache: big blocks, few Python calls per block.
+    for_blocks(batch * channels, size * size * out_h * out_w, copy, block_elements=1 << 21)
+    return cols
 
 
 def matmul(a, b, ordered=False):
@@ -90,6 +140,41 @@ def scale_shift(x, factor, shift):
     out = x * factor[None, :, None, None]
     out += shift[None, :, None, None]
     return out
+
+
+def scale_shift_activate(x, factor, shift, activation):
+    """Inference's tail of a conv/connected layer, in place on x (the GEMM's fresh output):
+    x*factor + shift per channel (factor None: only + shift), then the activation with
+    activate(fast=True)'s arithmetic. One cache-sized block of channels at a time, blocks
+    spread over the cores: the values come out as the three separate steps give them."""
+    batch, channels = x.shape[:2]
+    rows = x.reshape(batch * channels, -1)
+    factors = None if factor is None else np.tile(factor, batch)[:, None]
+    shifts = np.tile(shift, batch)[:, None]
+
+    def work(start, stop):
+        block = rows[start:stop]
+        if factors is not None:
+            block *= factors[start:stop]
+        block += shifts[start:stop]
+        _activate_in_place(block, activation)
+
+    for_blocks(rows.shape[0], rows.shape[1], work)
+    return x
+
+
+def _activate_in_place(block, activation):
+    if activation == "linear":
+        return
+    if activation == "leaky":
+        np.maximum(block, block * F32(0.1), out=block)
+    elif activation == "logistic":   # 1 / (1 + exp(-x)), float32 as activate(fast=True)
+        np.negative(block, out=block)
+        np.exp(block, out=block)
+        block += F32(1)
+        np.divide(F32(1), block, out=block)
+    else:
+        block[...] = activations.ACTIVATE[activation](block)
 
 
 def scale_bias(x, scales):
@@ -137,7 +222,13 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
     top = pad // 2
     bottom = max(0, (out_h - 1) * stride + size - top - height)
     right = max(0, (out_w - 1) * stride + size - top - width)
-    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (top, right)), constant_values=-FLT_MAX)
+    if top or bottom or right:
+        padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (top, right)),
+                        constant_values=-FLT_MAX)
+    else:   # the usual 2x2/2 pool of an even-sized input reaches no padding
+        padded = x
+    if not want_indexes:
+        return _maxpool_values(padded, size, stride, out_h, out_w), None
     # One strided view per window cell, in darknet's (row, column) order; a later cell wins
     # only when strictly greater. size*size whole-tensor comparisons instead of a 6-D copy
     # and an argmax: 5-10x faster, same result.
@@ -148,15 +239,11 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
                       kx:kx + stride * (out_w - 1) + 1:stride]
         if output is None:
             output = view.copy()
-            best = np.zeros(output.shape, dtype=np.int64) if want_indexes else None
-        elif not want_indexes:
-            np.fmax(output, view, out=output)   # fmax: a NaN never wins, as with darknet's >
+            best = np.zeros(output.shape, dtype=np.int64)
         else:
             better = view > output
             np.copyto(output, view, where=better)
             best[better] = cell
-    if not want_indexes:
-        return output, None
     # Flat index into the unpadded input: row/col of the winning cell, clipped where the
     # whole window lies outside (darknet then keeps -1; such windows do not occur in practice).
     rows = np.arange(out_h)[:, None] * stride - top + best // size
@@ -165,6 +252,28 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
     plane = (np.arange(batch)[:, None] * channels + np.arange(channels)[None, :])
     indexes = np.where(inside, cols + width * (rows + height * plane[:, :, None, None]), -1)
     return output, indexes.astype(np.int64)
+
+
+def _maxpool_values(padded, size, stride, out_h, out_w):
+    """Inference's maxpool: the running maximum over the window cells, planes split across
+    threads. fmax, so that a NaN never wins, as with darknet's strict '>'."""
+    batch, channels = padded.shape[:2]
+    planes = padded.reshape(batch * channels, *padded.shape[2:])
+    output = np.empty((batch * channels, out_h, out_w), dtype=F32)
+
+    def work(start, stop):
+        target = output[start:stop]
+        for cell in range(size * size):
+            ky, kx = divmod(cell, size)
+            view = planes[start:stop, ky:ky + stride * (out_h - 1) + 1:stride,
+                          kx:kx + stride * (out_w - 1) + 1:stride]
+            if cell == 0:
+                target[...] = view
+            else:
+                np.fmax(target, view, out=target)
+
+    for_blocks(batch * channels, padded.shape[2] * padded.shape[3], work)
+    return output.reshape(batch, channels, out_h, out_w)
 
 
 def avgpool_backward(delta, input_delta):
