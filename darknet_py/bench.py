@@ -89,6 +89,30 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
     return result
 
 
+def sweep(cfg, batches, device="cpu", train=False, runs=10, weights=None, exact=False,
+          plot=None, out=sys.stdout):
+    """bench at each batch size; images/s for inference (and training) per batch, and with
+    plot a PNG of throughput against batch size."""
+    results = [bench(cfg, batch, device, train, runs=runs, weights=weights, exact=exact,
+                     out=out) for batch in batches]
+    print("batch  inference img/s" + ("  training img/s" if train else ""), file=out)
+    for result in results:
+        line = f"{result['batch']:5d}  {result['images_per_second']:16.2f}"
+        if train:
+            line += f"  {result['train_images_per_second']:14.2f}"
+        print(line, file=out)
+    if plot:
+        from .plot import line_chart
+        series = {"inference": [(r["batch"], r["images_per_second"]) for r in results]}
+        if train:
+            series["training"] = [(r["batch"], r["train_images_per_second"]) for r in results]
+        first = results[0]
+        line_chart(plot, series, f"{cfg} at {first['width']}x{first['height']}, "
+                   f"{first['backend']} ({first['device']})", "batch size", "images/s")
+        print(f"plot written to {plot}", file=out)
+    return {"cfg": cfg, "runs": results}
+
+
 def _sane_statistics(net):
     """Random weights come with darknet's initial rolling variance of 0: at inference every
     batch norm then divides by 1e-6 and the activations overflow to inf/NaN by the tenth
@@ -148,9 +172,11 @@ def report(result, out):
     if "peak_device_mb" in result:
         print(f"peak device memory: {result['peak_device_mb']:.0f} MB", file=out)
     for name, other in result.get("vs", {}).items():
-        print(f"vs {name}: {other['seconds'] * 1e3:.2f} ms per batch; darknet_py/other = "
-              f"{result['forward_seconds'] / other['seconds']:.2f}; max |diff| of outputs "
-              f"{other['max_abs_diff']:.3g} (relative {other['rel_l2']:.3g})", file=out)
+        print(f"vs {name} (timed alternately with darknet_py): {name} "
+              f"{other['seconds'] * 1e3:.2f} ms, darknet_py {other['ours_seconds'] * 1e3:.2f} "
+              f"ms per batch; darknet_py/{name} = {other['ours_seconds'] / other['seconds']:.2f}"
+              f"; max |diff| of outputs {other['max_abs_diff']:.3g} (relative "
+              f"{other['rel_l2']:.3g})", file=out)
 
 
 def main_json(result, path):

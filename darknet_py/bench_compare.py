@@ -25,12 +25,25 @@ def _diff(ours, theirs):
             "rel_l2": float(np.linalg.norm(ours - theirs) / max(np.linalg.norm(ours), 1e-30))}
 
 
-def _timed(function, sync, warmup, runs):
-    from .bench import _median_seconds
-    return _median_seconds(function, sync, warmup, runs)
+def _alternating(ours, theirs, warmup, runs):
+    """Median seconds of ours() and theirs(), timed one after the other `runs` times.
+    Alternating puts both engines under the same machine conditions: on a shared machine
+    the speed drifts by tens of percent over a minute, which would bias back-to-back series.
+    Each callable synchronises its own device before returning."""
+    import time
+    for _ in range(warmup):
+        ours()
+        theirs()
+    times = {"ours": [], "theirs": []}
+    for _ in range(runs):
+        for name, function in (("ours", ours), ("theirs", theirs)):
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return float(np.median(times["ours"])), float(np.median(times["theirs"]))
 
 
-def compare_opencv(cfg, weights, x, net, warmup, runs):
+def compare_opencv(cfg, weights, x, net, ours, warmup, runs):
     try:
         import cv2
     except ImportError:
@@ -54,13 +67,13 @@ def compare_opencv(cfg, weights, x, net, warmup, runs):
     def run():
         other.setInput(x)
         return other.forward(name)
-    seconds = _timed(run, lambda: None, warmup, runs)
+    our_seconds, seconds = _alternating(ours, run, warmup, runs)
     net.forward(net.ops.to_device(x))
-    ours = net.ops.to_host(net.layers[index].output)
-    return {"seconds": seconds, **_diff(ours, run())}
+    output = net.ops.to_host(net.layers[index].output)
+    return {"seconds": seconds, "ours_seconds": our_seconds, **_diff(output, run())}
 
 
-def compare_torch(x, net, sync, warmup, runs):
+def compare_torch(x, net, ours, warmup, runs):
     import torch
     from .torch_net import TorchNet
     device = "cuda" if net.ops.name != "numpy" and torch.cuda.is_available() else "cpu"
@@ -71,21 +84,30 @@ def compare_torch(x, net, sync, warmup, runs):
 
     def run():
         with torch.no_grad():
-            return model(tensor)
-    torch_sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    seconds = _timed(run, torch_sync, warmup, runs)
+            result = model(tensor)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return result
+    our_seconds, seconds = _alternating(ours, run, warmup, runs)
     net.forward(net.ops.to_device(x))
-    ours = net.ops.to_host(net.layers[_compared_layer(net)].output)
-    return {"seconds": seconds, "device": device, **_diff(ours, run().cpu().numpy())}
+    output = net.ops.to_host(net.layers[_compared_layer(net)].output)
+    return {"seconds": seconds, "ours_seconds": our_seconds, "device": device,
+            **_diff(output, run().cpu().numpy())}
 
 
 def compare(names, cfg, weights, x, net, sync, warmup, runs):
+    """Each named engine against our forward on the same input, timed alternately."""
+    x_device = net.ops.to_device(x)
+
+    def ours():
+        net.forward(x_device)
+        sync()
     results = {}
     for name in names.split(","):
         if name == "opencv":
-            results[name] = compare_opencv(cfg, weights, x, net, warmup, runs)
+            results[name] = compare_opencv(cfg, weights, x, net, ours, warmup, runs)
         elif name == "torch":
-            results[name] = compare_torch(x, net, sync, warmup, runs)
+            results[name] = compare_torch(x, net, ours, warmup, runs)
         else:
             raise RuntimeError(f"--vs {name}: expected opencv or torch")
     return results

@@ -111,10 +111,13 @@ class ConvolutionalLayer(WeightedLayer):
             for image in range(batch):
                 grad = ops.matmul(grouped[image], cols[image].transpose(0, 2, 1), True)
                 self.weight_updates += grad.reshape(self.weights.shape)
-        else:           # one GEMM over batch*hw
-            lhs = grouped.transpose(1, 2, 0, 3).reshape(groups, per_group, batch * hw)
-            rhs = cols.transpose(1, 0, 3, 2).reshape(groups, batch * hw, -1)
-            self.weight_updates += ops.matmul(lhs, rhs).reshape(self.weights.shape)
+        else:           # the same per-image GEMMs through BLAS, each against the columns'
+            # transposed view (a 2-D transpose goes to BLAS as a flag; copying the columns
+            # into (batch*hw, k) order cost twice the GEMM itself)
+            updates = self.weight_updates.reshape(groups, per_group, -1)
+            for image in range(batch):
+                for group in range(groups):
+                    updates[group] += ops.matmul(grouped[image, group], cols[image, group].T)
         if input_delta is None:
             return
         filters = self.weights.reshape(groups, per_group, -1)

@@ -108,8 +108,9 @@ def matmul(a, b, ordered=False):
     It is one vector operation per k, so it is slow: for tests and conversions, not speed.
     """
     if not ordered:
-        # numpy hands only contiguous stacks to BLAS; strided views take a loop 20x slower
-        return np.matmul(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        # numpy hands contiguous stacks and transposed 2-D matrices to BLAS; other strided
+        # views take a loop 20x slower
+        return np.matmul(_blas_ready(a), _blas_ready(b))
     out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
     out = np.zeros(out_shape, dtype=F32)
     product = np.empty(out_shape, dtype=F32)
@@ -117,6 +118,12 @@ def matmul(a, b, ordered=False):
         np.multiply(a[..., :, k:k + 1], b[..., k:k + 1, :], out=product)
         out += product
     return out
+
+
+def _blas_ready(matrix):
+    if matrix.flags.c_contiguous or (matrix.ndim == 2 and matrix.flags.f_contiguous):
+        return matrix
+    return np.ascontiguousarray(matrix)
 
 
 # ---------------------------------------------------------------- normalisation

@@ -1,0 +1,99 @@
+"""`bench`: its figures are consistent with each other, it runs from the command line, the
+throughput plot is a real chart, and --vs opencv (when OpenCV < 5 is installed) compares
+the same network. No speed is asserted: speed targets live in docs/BENCHMARKS.md."""
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from darknet_py import bench, plot
+from darknet_py.network import parse_network_cfg
+
+CFG = str(ROOT / "cfg/tiny-train-test.cfg")
+
+
+def test_bench_figures_are_consistent():
+    out = io.StringIO()
+    result = bench.bench(CFG, batch=2, device="cpu", train=True, layers=True, runs=2,
+                         warmup=1, out=out)
+    seconds = result["forward_seconds"]
+    assert seconds > 0 and result["images_per_second"] == pytest.approx(2 / seconds)
+    assert result["gflops"] == pytest.approx(result["bflops_per_image"] * 2 / seconds)
+    assert result["train_seconds"] > 0
+    assert result["ceilings"]["gemm_gflops"] > 0 and result["ceilings"]["copy_gbs"] > 0
+    rows = result["layers"]
+    assert [row["index"] for row in rows] == list(range(len(rows)))
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0)
+    conv = next(row for row in rows if row["type"] == "convolutional")
+    assert conv["gflops"] > 0 and conv["bytes"] > 0
+    text = out.getvalue()
+    assert "inference:" in text and "training:" in text and "GEMM ceiling" in text
+
+
+def test_random_weights_give_finite_outputs():
+    """darknet's initial rolling variance (0) overflows at inference; bench's random
+    weights use variance 1 so that every engine computes finite numbers."""
+    net = parse_network_cfg(CFG, batch=1, device="cpu")
+    net.ensure_initialized()
+    assert all(np.all(layer.rolling_variance == 0) for layer in net.layers
+               if getattr(layer, "rolling_variance", None) is not None)
+    bench._sane_statistics(net)
+    x = np.random.default_rng(0).random((1, 3, net.height, net.width), dtype=np.float32)
+    with np.errstate(all="raise"):
+        output = net.forward(x)
+    assert np.all(np.isfinite(output)) and np.abs(output).max() > 0
+
+
+def test_line_chart_draws_each_series(tmp_path):
+    path = plot.line_chart(tmp_path / "chart.png",
+                           {"inference": [(1, 10.0), (2, 18.0), (4, 30.0)],
+                            "training": [(1, 3.0), (2, 5.0), (4, 6.0)]},
+                           "title", "batch size", "images/s")
+    image = Image.open(path).convert("RGB")
+    colours = {colour for _, colour in image.getcolors(maxcolors=1 << 16)}
+    assert plot.COLOURS[0] in colours and plot.COLOURS[1] in colours
+    with pytest.raises(ValueError):
+        plot.line_chart(tmp_path / "empty.png", {}, "t", "x", "y")
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "darknet_py", "bench", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_cli_sweep_writes_plot_and_json(tmp_path):
+    result = run_cli(CFG, "-nogpu", "-batches", "1,2", "-runs", "1", "-plot", "sweep.png",
+                     "-json", "sweep.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "batch  inference img/s" in result.stdout
+    image = Image.open(tmp_path / "sweep.png")
+    assert image.format == "PNG" and image.size == (720, 440)
+    runs = json.loads((tmp_path / "sweep.json").read_text())["runs"]
+    assert [run["batch"] for run in runs] == [1, 2]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("-batches", "1,x"), "-batches: expected batch sizes"),
+    (("-batches", "0"), "expected positive batch sizes"),
+    (("-plot", "a.png"), "give -batches too")])
+def test_cli_rejects_bad_sweeps(tmp_path, args, message):
+    result = run_cli(CFG, "-nogpu", *args, cwd=tmp_path)
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_vs_opencv_runs_the_same_network():
+    cv2 = pytest.importorskip("cv2", reason="--vs opencv needs opencv-python-headless<5")
+    if not hasattr(cv2, "dnn") or int(cv2.__version__.split(".")[0]) >= 5:
+        pytest.skip("OpenCV 5 dropped the darknet importer")
+    result = bench.bench(CFG, batch=1, device="cpu", runs=2, warmup=1, vs="opencv",
+                         out=io.StringIO())
+    other = result["vs"]["opencv"]
+    assert other["seconds"] > 0 and other["ours_seconds"] > 0
+    # OpenCV computes in another order (and Winograd): close, not equal
+    assert 0 < other["rel_l2"] < 1e-3
