@@ -63,7 +63,7 @@ GRADIENT = {
     "selu": lambda y: _where(y >= 0, 1.0507, y.astype(F64) + 1.0507 * 1.6732),
     "relie": lambda y: _where(y > 0, 1.0, 0.01),
     "ramp": lambda y: ((y > 0) + 0.1).astype(F32),
-    "leaky": lambda y: _where(y > 0, 1.0, 0.1),
+    "leaky": lambda y: np.where(y > 0, F32(1), F32(0.1)),   # float .1, as darknet returns
     "tanh": lambda y: 1 - y * y,
     "plse": lambda y: _where((y < 0) | (y > 1), 0.01, 0.125),
     "stair": lambda y: _where(np.floor(y) == y, 0.0, 1.0),
