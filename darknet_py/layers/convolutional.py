@@ -121,7 +121,10 @@ class ConvolutionalLayer(WeightedLayer):
         if input_delta is None:
             return
         filters = self.weights.reshape(groups, per_group, -1)
-        col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, net.exact)
+        if groups == 1:   # W^T as a 2-D transposed view: BLAS reads it in place, no copy
+            col_delta = ops.matmul(filters[0].T, grouped[:, 0], net.exact)
+        else:
+            col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, net.exact)
         if self.size == 1:
             input_delta[...] = col_delta.reshape(input_delta.shape)
         else:
