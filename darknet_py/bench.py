@@ -82,6 +82,13 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
         step = _median_seconds(lambda: net.train_step(x, truth), sync, warmup, runs)
         result["train_seconds"] = step
         result["train_images_per_second"] = batch / step
+        if vs and "torch" in vs.split(","):
+            from .bench_compare import compare_torch_train
+
+            def ours():
+                net.train_step(x, truth)
+                sync()
+            result["vs_train"] = {"torch": compare_torch_train(x, net, ours, warmup, runs)}
     result["peak_host_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if hasattr(ops, "peak_device_bytes"):
         result["peak_device_mb"] = ops.peak_device_bytes() / 2**20
@@ -177,6 +184,10 @@ def report(result, out):
               f"ms per batch; darknet_py/{name} = {other['ours_seconds'] / other['seconds']:.2f}"
               f"; max |diff| of outputs {other['max_abs_diff']:.3g} (relative "
               f"{other['rel_l2']:.3g})", file=out)
+    for name, other in result.get("vs_train", {}).items():
+        print(f"training vs {name} (timed alternately): {name} {other['seconds'] * 1e3:.2f} "
+              f"ms, darknet_py {other['ours_seconds'] * 1e3:.2f} ms per step; darknet_py/"
+              f"{name} = {other['ours_seconds'] / other['seconds']:.2f}", file=out)
 
 
 def main_json(result, path):

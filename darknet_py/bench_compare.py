@@ -95,6 +95,33 @@ def compare_torch(x, net, ours, warmup, runs):
             **_diff(output, run().cpu().numpy())}
 
 
+def compare_torch_train(x, net, ours, warmup, runs):
+    """Our train_step against a PyTorch training step of the same network up to the
+    region layer: forward with batch statistics, the mean square of the output as the loss
+    (a stand-in for darknet's region loss, which costs little next to the convolutions),
+    backward, an SGD step with momentum and weight decay at learning rate 0 (as bench keeps
+    ours). Timed alternately; float32, TF32 off."""
+    import torch
+    from .torch_net import TorchNet
+    device = "cuda" if net.ops.name != "numpy" and torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = TorchNet(net, _compared_layer(net), train=True).to(device)
+    learned = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(learned, lr=0.0, momentum=0.9, weight_decay=5e-4)
+    tensor = torch.from_numpy(x).to(device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(tensor).square().mean()
+        loss.backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    our_seconds, seconds = _alternating(ours, step, warmup, runs)
+    return {"seconds": seconds, "ours_seconds": our_seconds, "device": device}
+
+
 def compare(names, cfg, weights, x, net, sync, warmup, runs):
     """Each named engine against our forward on the same input, timed alternately."""
     x_device = net.ops.to_device(x)

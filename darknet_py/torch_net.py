@@ -3,6 +3,10 @@
 Same weights, darknet's semantics: batch norm with its CPU rule (sqrt(var) + 1e-6), leaky
 .1, maxpool padded with -inf as darknet's window offset places it, darknet's reorg order.
 Only what `bench` compares is built: up to (and including) layer `last`.
+
+With train=True the weights, biases and scales require gradients and batch norm uses batch
+statistics (F.batch_norm, cuDNN's kernel), so that a forward, a loss and a backward make a
+training step to time against ours (`bench -train --vs torch`); its numbers are not compared.
 """
 import torch
 import torch.nn.functional as F
@@ -21,15 +25,17 @@ def _activation(x, name):
 
 
 class TorchNet(torch.nn.Module):
-    def __init__(self, net, last):
+    def __init__(self, net, last, train=False):
         super().__init__()
         self.layers = net.layers[:last + 1]
+        self.train_mode = train
         self.params = torch.nn.ParameterDict()
         for layer in self.layers:
             for attribute, _ in layer.param_layout():
                 value = torch.from_numpy(net.ops.to_host(getattr(layer, attribute)).copy())
+                learned = train and not attribute.startswith("rolling_")
                 self.params[f"{layer.index}_{attribute}"] = torch.nn.Parameter(
-                    value, requires_grad=False)
+                    value, requires_grad=learned)
 
     def _p(self, layer, name):
         return self.params[f"{layer.index}_{name}"]
@@ -37,7 +43,11 @@ class TorchNet(torch.nn.Module):
     def _conv(self, layer, x):
         out = F.conv2d(x, self._p(layer, "weights"), stride=layer.stride,
                        padding=layer.padding, groups=layer.groups)
-        if layer.batch_normalize:
+        if layer.batch_normalize and self.train_mode:
+            out = F.batch_norm(out, self._p(layer, "rolling_mean"),
+                               self._p(layer, "rolling_variance"), self._p(layer, "scales"),
+                               None, training=True, momentum=0.01, eps=1e-5)
+        elif layer.batch_normalize:
             mean = self._p(layer, "rolling_mean")[None, :, None, None]
             std = self._p(layer, "rolling_variance").sqrt()[None, :, None, None] + 1e-6
             out = (out - mean) / std * self._p(layer, "scales")[None, :, None, None]

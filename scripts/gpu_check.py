@@ -386,6 +386,38 @@ def _truth(net, batch, rng):
     return truth
 
 
+def bench_targets(log, out_dir):
+    """Issue #7's GPU targets: yolov2-voc at 416, inference at batch 1 and 64 and training at
+    batch 64 through `bench` (with --vs torch where PyTorch is installed: cuDNN, TF32 off,
+    timed alternately), then throughput against batch size with its plot."""
+    import importlib.util
+    import io
+    from darknet_py.bench import bench, sweep
+    cfg = str(ROOT / "cfg/yolov2-voc.cfg")
+    vs = "torch" if importlib.util.find_spec("torch") else None
+    results = []
+    for batch, train in ((1, False), (64, True)):
+        text = io.StringIO()
+        try:
+            results.append(bench(cfg, batch=batch, device=0, train=train, runs=10, vs=vs,
+                                 out=text))
+        except Exception as err:   # report and go on: the other figures still count
+            log(f"  bench batch {batch}: {type(err).__name__}: {err}")
+        for line in text.getvalue().splitlines():
+            log(f"  {line}")
+    text = io.StringIO()
+    plot = Path(out_dir) / "gpu_throughput_yolov2-voc.png" if out_dir else None
+    try:
+        results.append(sweep(cfg, [1, 2, 4, 8, 16, 32, 64], device=0, train=True, runs=5,
+                             plot=str(plot) if plot else None, out=text))
+    except Exception as err:
+        log(f"  sweep: {type(err).__name__}: {err}")
+    for line in text.getvalue().splitlines():
+        if not line.startswith("  "):   # the sweep's summary, not each run's layer lines
+            log(f"  {line}")
+    return results
+
+
 # ------------------------------------------------------------------ main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -437,6 +469,9 @@ def main():
                 "median of 5 after 2 warm-ups)")
             report["networks"] = network_timings(ops, log, batches, train_batches,
                                                  numpy_baseline=not args.quick)
+            if not args.quick:
+                log("== issue #7 targets: bench cfg/yolov2-voc.cfg on the GPU (--vs torch)")
+                report["bench"] = bench_targets(log, args.out)
     summary(log, report)
     if args.out:
         (Path(args.out) / "gpu_check.json").write_text(json.dumps(report, indent=1))
