@@ -72,6 +72,7 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
         result["vs"] = compare(vs, cfg, weights, x, net, sync, warmup, runs)
     if layers:
         result["layers"] = _per_layer(net, x_device, sync, warmup, runs, train)
+        _roofline(result["layers"], result["ceilings"])
     if train:
         truth = np.zeros((batch, _truth_size(net)), dtype=np.float32)
         if net.layers[-1].type == "region":
@@ -82,6 +83,8 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
         step = _median_seconds(lambda: net.train_step(x, truth), sync, warmup, runs)
         result["train_seconds"] = step
         result["train_images_per_second"] = batch / step
+        if layers:
+            _per_layer_backward(net, x, truth, result["layers"], sync, runs)
         if vs and "torch" in vs.split(","):
             from .bench_compare import compare_torch_train
 
@@ -157,6 +160,45 @@ def _per_layer(net, x, sync, warmup, runs, train):
     return rows
 
 
+def _per_layer_backward(net, x, truth, rows, sync, runs):
+    """Each layer's backward time, measured inside one real training step: the network's
+    backward pass is replaced for that step by one that times each layer's backward on the
+    delta it really gets, restoring the delta (which a backward may replace) before every
+    call and the previous layer's delta (which it accumulates into) afterwards, then runs
+    the layer once more for real."""
+    def timed_backward():
+        for layer in reversed(net.layers):
+            if layer.stopbackward:
+                break
+            input_delta = net.layers[layer.index - 1].delta if layer.index else None
+            delta = layer.delta
+            before = None if input_delta is None else input_delta.copy()
+
+            def call():
+                layer.delta = None if delta is None else delta.copy()
+                layer.backward(net, input_delta)
+            rows[layer.index]["backward_seconds"] = _median_seconds(call, sync, 1, runs)
+            if input_delta is not None:
+                input_delta[...] = before
+            layer.delta = delta
+            layer.backward(net, input_delta)
+
+    net.backward = timed_backward   # the instance attribute shadows Network.backward
+    try:
+        net.train_step(x, truth)
+    finally:
+        del net.backward
+
+
+def _roofline(rows, ceilings):
+    """Each layer's distance to the roofline: the time its FLOPs would take at the GEMM
+    ceiling or its bytes at the copy ceiling, whichever is longer, over its measured time."""
+    for row in rows:
+        flops_seconds = row["gflops"] * row["forward_seconds"] / ceilings["gemm_gflops"]
+        bytes_seconds = row["bytes"] / 1e9 / ceilings["copy_gbs"]
+        row["roofline_fraction"] = max(flops_seconds, bytes_seconds) / row["forward_seconds"]
+
+
 def report(result, out):
     ceilings = result["ceilings"]
     print(f"{result['cfg']}: {result['width']}x{result['height']}, batch {result['batch']}, "
@@ -173,8 +215,10 @@ def report(result, out):
               f"{result['train_images_per_second']:.2f} images/s", file=out)
     for row in result.get("layers", []):
         print(f"  {row['index']:3d} {row['type']:14s} {row['forward_seconds'] * 1e3:9.3f} ms "
-              f"{row['gflops']:8.1f} GFLOP/s {row['gbs']:7.2f} GB/s {100 * row['share']:5.1f}%",
-              file=out)
+              f"{row['gflops']:8.1f} GFLOP/s {row['gbs']:7.2f} GB/s {100 * row['share']:5.1f}%"
+              f" of the total, {100 * row['roofline_fraction']:5.1f}% of the roofline"
+              + (f"; backward {row['backward_seconds'] * 1e3:9.3f} ms"
+                 if "backward_seconds" in row else ""), file=out)
     print(f"peak host memory: {result['peak_host_mb']:.0f} MB", file=out)
     if "peak_device_mb" in result:
         print(f"peak device memory: {result['peak_device_mb']:.0f} MB", file=out)

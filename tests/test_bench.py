@@ -31,7 +31,17 @@ def test_bench_figures_are_consistent():
     assert sum(row["share"] for row in rows) == pytest.approx(1.0)
     conv = next(row for row in rows if row["type"] == "convolutional")
     assert conv["gflops"] > 0 and conv["bytes"] > 0
+    ceilings = result["ceilings"]
+    for row in rows:   # the roofline time is the slower of compute and memory at the ceilings
+        bound = max(row["gflops"] * row["forward_seconds"] / ceilings["gemm_gflops"],
+                    row["bytes"] / 1e9 / ceilings["copy_gbs"])
+        assert row["roofline_fraction"] == pytest.approx(bound / row["forward_seconds"])
+        assert row["roofline_fraction"] > 0
+    # -train with -layers times each layer's backward too, inside a real training step
+    backward = [row["backward_seconds"] for row in rows]
+    assert all(seconds > 0 for seconds in backward)
     text = out.getvalue()
+    assert "; backward " in text
     assert "inference:" in text and "training:" in text and "GEMM ceiling" in text
 
 
