@@ -7,6 +7,7 @@ region/softmax head, the last tensor all engines compute the same way.
 """
 import os
 import tempfile
+import time
 
 import numpy as np
 
@@ -30,7 +31,6 @@ def _alternating(ours, theirs, warmup, runs):
     Alternating puts both engines under the same machine conditions: on a shared machine
     the speed drifts by tens of percent over a minute, which would bias back-to-back series.
     Each callable synchronises its own device before returning."""
-    import time
     for _ in range(warmup):
         ours()
         theirs()
@@ -73,14 +73,21 @@ def compare_opencv(cfg, weights, x, net, ours, warmup, runs):
     return {"seconds": seconds, "ours_seconds": our_seconds, **_diff(output, run())}
 
 
-def compare_torch(x, net, ours, warmup, runs):
+def _torch_model(x, net, train):
+    """torch, the device (the GPU when ours runs on one), our network rebuilt in torch up
+    to the compared layer, and the input there. float32 throughout: TF32 off."""
     import torch
     from .torch_net import TorchNet
     device = "cuda" if net.ops.name != "numpy" and torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    model = TorchNet(net, _compared_layer(net)).to(device).eval()
-    tensor = torch.from_numpy(x).to(device)
+    model = TorchNet(net, _compared_layer(net), train=train).to(device)
+    return torch, device, model, torch.from_numpy(x).to(device)
+
+
+def compare_torch(x, net, ours, warmup, runs):
+    torch, device, model, tensor = _torch_model(x, net, train=False)
+    model.eval()
 
     def run():
         with torch.no_grad():
@@ -101,15 +108,9 @@ def compare_torch_train(x, net, ours, warmup, runs):
     (a stand-in for darknet's region loss, which costs little next to the convolutions),
     backward, an SGD step with momentum and weight decay at learning rate 0 (as bench keeps
     ours). Timed alternately; float32, TF32 off."""
-    import torch
-    from .torch_net import TorchNet
-    device = "cuda" if net.ops.name != "numpy" and torch.cuda.is_available() else "cpu"
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    model = TorchNet(net, _compared_layer(net), train=True).to(device)
+    torch, device, model, tensor = _torch_model(x, net, train=True)
     learned = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(learned, lr=0.0, momentum=0.9, weight_decay=5e-4)
-    tensor = torch.from_numpy(x).to(device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)

@@ -97,6 +97,24 @@ def test_cli_rejects_bad_sweeps(tmp_path, args, message):
     assert result.returncode != 0 and message in result.stderr
 
 
+def test_alternating_timing_interleaves_the_engines(monkeypatch):
+    """--vs times one run of each engine in turn (warm-ups included) and reports each
+    engine's median; here the clock is fake: each call takes a known number of ticks."""
+    from darknet_py import bench_compare
+    clock, calls = [0.0], []
+
+    def engine(name, ticks):
+        def run():
+            calls.append(name)
+            clock[0] += ticks.pop(0)
+        return run
+    monkeypatch.setattr(bench_compare.time, "perf_counter", lambda: clock[0])
+    ours = engine("ours", [9.0, 1.0, 5.0, 3.0])
+    theirs = engine("theirs", [9.0, 2.0, 8.0, 4.0])
+    assert bench_compare._alternating(ours, theirs, warmup=1, runs=3) == (3.0, 4.0)
+    assert calls == ["ours", "theirs"] * 4
+
+
 def test_vs_opencv_runs_the_same_network():
     cv2 = pytest.importorskip("cv2", reason="--vs opencv needs opencv-python-headless<5")
     if not hasattr(cv2, "dnn") or int(cv2.__version__.split(".")[0]) >= 5:

@@ -106,3 +106,22 @@ def test_for_blocks_raises_a_workers_error(thread_setting):
 
     with pytest.raises(ValueError, match="boom"):
         threads.for_blocks(10, 10**5, work, block_elements=10**5)
+
+
+def test_matmul_takes_transposed_views_without_copying():
+    """Transposed operands (stacked or not) go to BLAS as they are; other strided views are
+    copied first. Either way the product equals the one of contiguous copies."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, 7, 5)).astype(F32)
+    b = rng.standard_normal((2, 9, 7)).astype(F32)
+    transposed, flat_transposed = a.transpose(0, 2, 1), a[0].T
+    every_other = rng.standard_normal((2, 7, 18)).astype(F32)[:, :, ::2]
+    assert ops._blas_ready(transposed) is transposed
+    assert ops._blas_ready(flat_transposed) is flat_transposed
+    copied = ops._blas_ready(every_other)
+    assert copied.flags.c_contiguous and not np.shares_memory(copied, every_other)
+    np.testing.assert_allclose(ops.matmul(b, every_other),
+                               b @ np.ascontiguousarray(every_other), rtol=1e-6)
+    np.testing.assert_allclose(ops.matmul(transposed, b.transpose(0, 2, 1)),
+                               np.ascontiguousarray(transposed)
+                               @ np.ascontiguousarray(b.transpose(0, 2, 1)), rtol=1e-6)

@@ -106,25 +106,18 @@ class ConvolutionalLayer(WeightedLayer):
         per_group = self.n_filters // groups
         grouped = delta.reshape(batch, groups, per_group, hw)
         cols = self._columns(self.input, ops).reshape(batch, groups, -1, hw)
-        # weight_updates += delta . cols^T summed over the batch
-        if net.exact:   # darknet: one GEMM per image, each added onto the total
-            for image in range(batch):
-                grad = ops.matmul(grouped[image], cols[image].transpose(0, 2, 1), True)
-                self.weight_updates += grad.reshape(self.weights.shape)
-        else:           # the same per-image GEMMs through BLAS, each against the columns'
-            # transposed view (a 2-D transpose goes to BLAS as a flag; copying the columns
-            # into (batch*hw, k) order cost twice the GEMM itself)
-            updates = self.weight_updates.reshape(groups, per_group, -1)
-            for image in range(batch):
-                for group in range(groups):
-                    updates[group] += ops.matmul(grouped[image, group], cols[image, group].T)
+        # weight_updates += delta . cols^T, one GEMM per image and group added onto the
+        # total as darknet does; cols^T is a transposed view, which BLAS reads in place
+        # (copying the columns into (batch*hw, k) order cost twice the GEMM itself)
+        updates = self.weight_updates.reshape(groups, per_group, -1)
+        for image in range(batch):
+            for group in range(groups):
+                updates[group] += ops.matmul(grouped[image, group], cols[image, group].T,
+                                             net.exact)
         if input_delta is None:
             return
         filters = self.weights.reshape(groups, per_group, -1)
-        if groups == 1:   # W^T as a 2-D transposed view: BLAS reads it in place, no copy
-            col_delta = ops.matmul(filters[0].T, grouped[:, 0], net.exact)
-        else:
-            col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, net.exact)
+        col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, net.exact)
         if self.size == 1:
             input_delta[...] = col_delta.reshape(input_delta.shape)
         else:

@@ -108,8 +108,8 @@ def matmul(a, b, ordered=False):
     It is one vector operation per k, so it is slow: for tests and conversions, not speed.
     """
     if not ordered:
-        # numpy hands contiguous stacks and transposed 2-D matrices to BLAS; other strided
-        # views take a loop 20x slower
+        # numpy hands row- or column-major matrices (stacked or not) to BLAS; other
+        # strided views take a loop 20x slower
         return np.matmul(_blas_ready(a), _blas_ready(b))
     out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
     out = np.zeros(out_shape, dtype=F32)
@@ -121,7 +121,16 @@ def matmul(a, b, ordered=False):
 
 
 def _blas_ready(matrix):
-    if matrix.flags.c_contiguous or (matrix.ndim == 2 and matrix.flags.f_contiguous):
+    """matrix itself when numpy can hand it to BLAS: its last two axes row- or column-major
+    with unit stride (a transpose goes to BLAS as a flag, whatever the stacking axes do);
+    otherwise a contiguous copy."""
+    if matrix.ndim < 2:
+        return matrix
+    item = matrix.itemsize
+    rows, cols = matrix.shape[-2:]
+    row_stride, col_stride = matrix.strides[-2:]
+    if (col_stride == item and row_stride >= item * cols) or \
+            (row_stride == item and col_stride >= item * rows):
         return matrix
     return np.ascontiguousarray(matrix)
 
@@ -238,23 +247,15 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
         return _maxpool_values(padded, size, stride, out_h, out_w), None
     # One strided view per window cell, in darknet's (row, column) order; a later cell wins
     # only when strictly greater. size*size whole-tensor comparisons instead of a 6-D copy
-    # and an argmax: 5-10x faster, same result.
-    # Masked assignments (copyto where=, best[better] = ...) cost ~5 ns an element on
-    # random data; the same selection as arithmetic on a contiguous copy of each cell is
-    # several times faster: output = max(output, cell), best -= better * (best - cell).
-    output, best = None, None
-    cell_values = None
-    for cell in range(size * size):
-        ky, kx = divmod(cell, size)
-        view = padded[:, :, ky:ky + stride * (out_h - 1) + 1:stride,
-                      kx:kx + stride * (out_w - 1) + 1:stride]
-        if output is None:
-            output = view.copy()
-            best = np.zeros(output.shape, dtype=np.uint8 if size < 16 else np.int32)
-            better = np.empty(output.shape, dtype=bool)
-            cell_values = np.empty_like(output)
-            continue
-        np.copyto(cell_values, view)
+    # and an argmax, and the selection as arithmetic on a contiguous copy of each cell
+    # (masked assignments cost ~5 ns an element on random data): output = max(output,
+    # cell), best -= better * (best - cell). 10x faster than either, same result.
+    output = _window_cell(padded, 0, size, stride, out_h, out_w).copy()
+    best = np.zeros(output.shape, dtype=np.uint8 if size < 16 else np.int32)
+    better = np.empty(output.shape, dtype=bool)
+    cell_values = np.empty_like(output)
+    for cell in range(1, size * size):
+        np.copyto(cell_values, _window_cell(padded, cell, size, stride, out_h, out_w))
         np.greater(cell_values, output, out=better)
         # where not strictly greater the two are equal or output is larger: max keeps it.
         # (A NaN input differs: max propagates it where darknet's '>' skips it; training
@@ -281,6 +282,14 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
     return output, indexes
 
 
+def _window_cell(padded, cell, size, stride, out_h, out_w):
+    """What window cell `cell` (row-major within the window) covers at every output
+    position: one strided view of the last two axes of the padded input."""
+    ky, kx = divmod(cell, size)
+    return padded[..., ky:ky + stride * (out_h - 1) + 1:stride,
+                  kx:kx + stride * (out_w - 1) + 1:stride]
+
+
 def _maxpool_values(padded, size, stride, out_h, out_w):
     """Inference's maxpool: the running maximum over the window cells, planes split across
     threads. fmax, so that a NaN never wins, as with darknet's strict '>'."""
@@ -289,15 +298,11 @@ def _maxpool_values(padded, size, stride, out_h, out_w):
     output = np.empty((batch * channels, out_h, out_w), dtype=F32)
 
     def work(start, stop):
-        target = output[start:stop]
-        for cell in range(size * size):
-            ky, kx = divmod(cell, size)
-            view = planes[start:stop, ky:ky + stride * (out_h - 1) + 1:stride,
-                          kx:kx + stride * (out_w - 1) + 1:stride]
-            if cell == 0:
-                target[...] = view
-            else:
-                np.fmax(target, view, out=target)
+        target, block = output[start:stop], planes[start:stop]
+        target[...] = _window_cell(block, 0, size, stride, out_h, out_w)
+        for cell in range(1, size * size):
+            np.fmax(target, _window_cell(block, cell, size, stride, out_h, out_w),
+                    out=target)
 
     for_blocks(batch * channels, padded.shape[2] * padded.shape[3], work)
     return output.reshape(batch, channels, out_h, out_w)
