@@ -60,23 +60,23 @@ class Section:
     def has(self, key):
         return key in self.options
 
-    def str(self, key, default=None):
+    def text(self, key, default=None):
         option = self._take(key)
         return default if option is None else option.value
 
-    def int(self, key, default=None):
+    def integer(self, key, default=None):
         option = self._take(key)
         if option is None:
             return default
         return _parse_number(self, option, int)
 
-    def float(self, key, default=None):
+    def number(self, key, default=None):
         option = self._take(key)
         if option is None:
             return default
         return _parse_number(self, option, float)
 
-    def list(self, key, kind=float, default=None):
+    def numbers(self, key, kind=float, default=None):
         """A comma-separated list (anchors, steps, scales, layers)."""
         option = self._take(key)
         if option is None:
@@ -211,7 +211,7 @@ def find_data_file(section, key):
     When that fails we also try next to the cfg and one folder up (the layout cfg/ + data/),
     so a cfg works from any directory; the error lists every place looked at.
     """
-    value = section.str(key)
+    value = section.text(key)
     if value is None:
         return None
     import os

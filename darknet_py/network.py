@@ -54,14 +54,14 @@ class NetOptions:
 
 def parse_net_options(section):
     opts = NetOptions()
-    opts.batch = section.int("batch", 1)
-    opts.learning_rate = section.float("learning_rate", 0.001)
-    opts.momentum = section.float("momentum", 0.9)
-    opts.decay = section.float("decay", 0.0001)
-    opts.subdivisions = section.int("subdivisions", 1)
-    if section.int("time_steps", 1) != 1:
+    opts.batch = section.integer("batch", 1)
+    opts.learning_rate = section.number("learning_rate", 0.001)
+    opts.momentum = section.number("momentum", 0.9)
+    opts.decay = section.number("decay", 0.0001)
+    opts.subdivisions = section.integer("subdivisions", 1)
+    if section.integer("time_steps", 1) != 1:
         raise CfgError(f"{section.where()} time_steps (recurrent networks) is not supported")
-    section.int("notruth", 0)
+    section.integer("notruth", 0)
     if opts.subdivisions < 1:
         raise CfgError(f"{section.where(section.options.get('subdivisions'))} subdivisions "
                        f"must be positive (found {opts.subdivisions})")
@@ -70,51 +70,51 @@ def parse_net_options(section):
         raise CfgError(f"{section.where(section.options.get('batch'))} batch={opts.batch} with "
                        f"subdivisions={opts.subdivisions} gives a minibatch of 0")
     opts.batch //= opts.subdivisions
-    opts.random = section.int("random", 0)
-    if section.int("adam", 0):
+    opts.random = section.integer("random", 0)
+    if section.integer("adam", 0):
         raise CfgError(f"{section.where(section.options.get('adam'))} adam is not supported")
-    opts.height = section.int("height", 0)
-    opts.width = section.int("width", 0)
-    opts.channels = section.int("channels", 0)
-    inputs = section.int("inputs", opts.height * opts.width * opts.channels)
-    opts.max_crop = section.int("max_crop", opts.width * 2)
-    opts.min_crop = section.int("min_crop", opts.width)
-    opts.max_ratio = section.float("max_ratio", opts.max_crop / opts.width if opts.width else 0)
-    opts.min_ratio = section.float("min_ratio", opts.min_crop / opts.width if opts.width else 0)
-    opts.center = section.int("center", 0)
-    opts.clip = section.float("clip", 0)
-    opts.angle = section.float("angle", 0)
-    opts.aspect = section.float("aspect", 1)
-    opts.saturation = section.float("saturation", 1)
-    opts.exposure = section.float("exposure", 1)
-    opts.hue = section.float("hue", 0)
+    opts.height = section.integer("height", 0)
+    opts.width = section.integer("width", 0)
+    opts.channels = section.integer("channels", 0)
+    inputs = section.integer("inputs", opts.height * opts.width * opts.channels)
+    opts.max_crop = section.integer("max_crop", opts.width * 2)
+    opts.min_crop = section.integer("min_crop", opts.width)
+    opts.max_ratio = section.number("max_ratio", opts.max_crop / opts.width if opts.width else 0)
+    opts.min_ratio = section.number("min_ratio", opts.min_crop / opts.width if opts.width else 0)
+    opts.center = section.integer("center", 0)
+    opts.clip = section.number("clip", 0)
+    opts.angle = section.number("angle", 0)
+    opts.aspect = section.number("aspect", 1)
+    opts.saturation = section.number("saturation", 1)
+    opts.exposure = section.number("exposure", 1)
+    opts.hue = section.number("hue", 0)
     if not (opts.height and opts.width and opts.channels):
         if inputs:
             opts.height, opts.width, opts.channels = 1, 1, inputs
         else:
             raise CfgError(f"{section.where()} no input size: set width, height and channels")
-    opts.policy = section.str("policy", "constant")
+    opts.policy = section.text("policy", "constant")
     if opts.policy not in POLICIES:
         raise CfgError(f"{section.where(section.options.get('policy'))} unknown policy "
                        f"'{opts.policy}' (expected one of: {', '.join(POLICIES)})")
-    opts.burn_in = section.int("burn_in", 0)
-    opts.power = section.float("power", 4)
+    opts.burn_in = section.integer("burn_in", 0)
+    opts.power = section.number("power", 4)
     if opts.policy == "step":
-        opts.step = section.int("step", 1)
-        opts.scale = section.float("scale", 1)
+        opts.step = section.integer("step", 1)
+        opts.scale = section.number("scale", 1)
     elif opts.policy == "steps":
-        opts.steps = section.list("steps", int)
-        opts.scales = section.list("scales", float)
+        opts.steps = section.numbers("steps", int)
+        opts.scales = section.numbers("scales", float)
         if opts.steps is None or opts.scales is None:
             raise CfgError(f"{section.where()} policy=steps needs both steps= and scales=")
         if len(opts.steps) != len(opts.scales):
             raise CfgError(f"{section.where(section.options['steps'])} {len(opts.steps)} steps "
                            f"but {len(opts.scales)} scales")
     elif opts.policy in ("exp", "sigmoid"):
-        opts.gamma = section.float("gamma", 1)
+        opts.gamma = section.number("gamma", 1)
         if opts.policy == "sigmoid":
-            opts.step = section.int("step", 1)
-    opts.max_batches = section.int("max_batches", 0)
+            opts.step = section.integer("step", 1)
+    opts.max_batches = section.integer("max_batches", 0)
     return opts
 
 

@@ -112,7 +112,7 @@ def test_darknet_reading_rules():
     assert [s.type for s in sections] == ["net", "convolutional", "maxpool", "avgpool",
                                           "softmax", "connected"]
     net = sections[0]
-    assert net.int("width") == 4
+    assert net.integer("width") == 4
     assert [o.key for o in net.unused()] == ["width"]   # the repeat on line 5
 
 

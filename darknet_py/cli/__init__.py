@@ -1,6 +1,4 @@
 """Darknet-style command line helpers: flags are `-name value` anywhere on the line."""
-import sys
-
 from ..errors import DarknetError
 
 
@@ -27,18 +25,18 @@ class Args:
     def flag(self, *names):
         return bool(self._take(names, False))
 
-    def str(self, *names, default=None):
+    def text(self, *names, default=None):
         value = self._take(names, True)
         return default if value is None else value
 
-    def int(self, *names, default=None):
+    def integer(self, *names, default=None):
         value = self._take(names, True)
         try:
             return default if value is None else int(value)
         except ValueError:
             raise DarknetError(f"option {names[0]}: expected an integer, found '{value}'") from None
 
-    def float(self, *names, default=None):
+    def number(self, *names, default=None):
         value = self._take(names, True)
         try:
             return default if value is None else float(value)
@@ -66,11 +64,7 @@ def device_from(args):
     """-nogpu or -i <gpu>: darknet's device choice. Returns 'cpu', a GPU index, or None
     (no flag: the GPU when CuPy finds one, else the CPU, as darknet built with GPU=1)."""
     if args.flag("-nogpu"):
-        args.int("-i")
+        args.integer("-i")
         return "cpu"
-    return args.int("-i", "-gpu")
+    return args.integer("-i", "-gpu")
 
-
-def fail(message):
-    print(f"darknet_py: {message}", file=sys.stderr)
-    return 1

@@ -38,7 +38,7 @@ def main(argv):
     if argv and argv[0] == "train":
         return train_main(argv)
     args = Args(argv)
-    top = args.int("-t", default=0)
+    top = args.integer("-t", default=0)
     exact = args.flag("-exact")
     device = device_from(args)
     command, data, cfg, weights, filename = args.positional(5, USAGE)

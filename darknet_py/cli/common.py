@@ -58,9 +58,9 @@ def train_command(argv, usage, train_function):
     from . import Args, device_from
     args = Args(argv)
     clear = args.flag("-clear")
-    seed = args.int("-seed")
-    workers = args.int("-workers", default=2)
-    max_batches = args.int("-max_batches")
+    seed = args.integer("-seed")
+    workers = args.integer("-workers", default=2)
+    max_batches = args.integer("-max_batches")
     device = device_from(args)
     _, data, cfg, weights = args.positional(4, usage)
     if cfg is None:

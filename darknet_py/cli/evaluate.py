@@ -340,10 +340,10 @@ def detector_map(data, cfg=None, weights=None, iou=0.5, points=11, dets_folder=N
 
 def detector_main(argv):
     args = Args(argv)
-    outfile = args.str("-out")
-    iou = args.float("-iou", default=0.5)
-    points = args.int("-points", default=11)
-    dets_folder = args.str("-dets")
+    outfile = args.text("-out")
+    iou = args.number("-iou", default=0.5)
+    points = args.integer("-points", default=11)
+    dets_folder = args.text("-dets")
     exact = args.flag("-exact")
     device = device_from(args)
     command, data, cfg, weights = args.positional(4, DETECTOR_USAGE)
@@ -405,13 +405,13 @@ def cfg_anchors(cfg):
     regions = [s for s in sections if s.type == "region"]
     if not regions:
         raise DarknetError(f"{cfg}: no [region] section, so no anchors to compare with")
-    values = regions[-1].list("anchors", float, default=[])
-    num = regions[-1].int("num", len(values) // 2)
+    values = regions[-1].numbers("anchors", float, default=[])
+    num = regions[-1].integer("num", len(values) // 2)
     if len(values) < 2 * num:
         raise DarknetError(f"{regions[-1].where()} num={num} needs {2 * num} anchor values, "
                            f"found {len(values)}")
-    return (np.array(values[:2 * num]).reshape(num, 2), net.int("width", 416),
-            net.int("height", 416))
+    return (np.array(values[:2 * num]).reshape(num, 2), net.integer("width", 416),
+            net.integer("height", 416))
 
 
 def _format_anchors(anchors):
@@ -464,14 +464,14 @@ def plot_table(rows, cfg_point, path):
 
 def calc_anchors_main(argv):
     args = Args(argv)
-    k = args.int("-num_of_clusters", default=5)
-    seed = args.int("-seed", default=0)
-    restarts = args.int("-restarts", default=10)
+    k = args.integer("-num_of_clusters", default=5)
+    seed = args.integer("-seed", default=0)
+    restarts = args.integer("-restarts", default=10)
     table = args.flag("-table")
-    cfg = args.str("-cfg")
-    png = args.str("-png")
+    cfg = args.text("-cfg")
+    png = args.text("-png")
     plain = args.flag("-plain")
-    width, height = args.int("-width"), args.int("-height")
+    width, height = args.integer("-width"), args.integer("-height")
     (data,) = args.positional(1, CALC_ANCHORS_USAGE)
     if data is None:
         raise DarknetError(f"usage: {CALC_ANCHORS_USAGE}")
@@ -520,9 +520,9 @@ VOC_LABEL_USAGE = ("python -m darknet_py voc_label <VOC root> [-out folder] "
 def voc_label_main(argv):
     from ..voc_label import voc_label
     args = Args(argv)
-    out = args.str("-out")
-    sets = [s for s in args.str("-sets", default="train,val,test").split(",") if s]
-    names_file = args.str("-names")
+    out = args.text("-out")
+    sets = [s for s in args.text("-sets", default="train,val,test").split(",") if s]
+    names_file = args.text("-names")
     (root,) = args.positional(1, VOC_LABEL_USAGE)
     if root is None:
         raise DarknetError(f"usage: {VOC_LABEL_USAGE}")

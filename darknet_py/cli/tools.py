@@ -28,8 +28,8 @@ def partial_main(argv):
 
 def forward_main(argv):
     args = Args(argv)
-    dump = args.str("--dump", "-dump")
-    seed = args.int("-seed", default=1)
+    dump = args.text("--dump", "-dump")
+    seed = args.integer("-seed", default=1)
     exact = args.flag("-exact")
     device = device_from(args)
     cfg, weights, source = args.positional(3, FORWARD_USAGE)

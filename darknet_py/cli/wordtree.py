@@ -20,13 +20,13 @@ USAGE = ("python -m darknet_py wordtree <labels file> -o <tree out> [-names <nam
 
 def main(argv):
     args = Args(argv)
-    tree_out = args.str("-o", "-out")
-    names_out = args.str("-names")
-    labels_out = args.str("-labels")
-    prune = args.str("-prune", default="single")
-    tie = args.str("-tie", default="first")
+    tree_out = args.text("-o", "-out")
+    names_out = args.text("-names")
+    labels_out = args.text("-labels")
+    prune = args.text("-prune", default="single")
+    tie = args.text("-tie", default="first")
     lift = not args.flag("-nolift")
-    wordnet_root = args.str("-wordnet")
+    wordnet_root = args.text("-wordnet")
     (labels_file,) = args.positional(1, USAGE)
     if labels_file is None or tree_out is None:
         raise DarknetError(f"usage: {USAGE}")

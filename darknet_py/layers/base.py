@@ -18,15 +18,15 @@ class Layer:
         self.output = None
         self.delta = None
         # options darknet's parse_network_cfg reads for every layer
-        self.learning_rate_scale = section.float("learning_rate", 1.0)
-        self.stopbackward = section.int("stopbackward", 0)
-        self.onlyforward = section.int("onlyforward", 0)
-        self.dontload = section.int("dontload", 0)
-        self.dontsave = section.int("dontsave", 0)
-        section.int("truth", 0)
-        section.float("smooth", 0)
+        self.learning_rate_scale = section.number("learning_rate", 1.0)
+        self.stopbackward = section.integer("stopbackward", 0)
+        self.onlyforward = section.integer("onlyforward", 0)
+        self.dontload = section.integer("dontload", 0)
+        self.dontsave = section.integer("dontsave", 0)
+        section.integer("truth", 0)
+        section.number("smooth", 0)
         for unsupported in ("numload", "dontloadscales"):
-            if section.int(unsupported, 0):
+            if section.integer(unsupported, 0):
                 raise self.error(f"'{unsupported}' is not supported", unsupported)
 
     # -- shapes ------------------------------------------------------------------------

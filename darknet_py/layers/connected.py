@@ -10,9 +10,9 @@ class ConnectedLayer(WeightedLayer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        self.n_outputs = section.int("output", 1)
+        self.n_outputs = section.integer("output", 1)
         self.activation = parse_activation(self, section)
-        self.batch_normalize = section.int("batch_normalize", 0)
+        self.batch_normalize = section.integer("batch_normalize", 0)
         if self.n_outputs < 1:
             raise self.error(f"output must be positive (found {self.n_outputs})", "output")
         self.out_c, self.out_h, self.out_w = self.n_outputs, 1, 1

@@ -6,7 +6,7 @@ from .weighted import WeightedLayer
 
 
 def parse_activation(layer, section):
-    name = section.str("activation", "logistic")
+    name = section.text("activation", "logistic")
     if name not in activations.NAMES:
         raise layer.error(f"unknown activation '{name}' (expected one of: "
                           f"{', '.join(activations.NAMES)})", "activation")
@@ -18,20 +18,20 @@ class ConvolutionalLayer(WeightedLayer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        self.n_filters = section.int("filters", 1)
-        self.size = section.int("size", 1)
-        self.stride = section.int("stride", 1)
-        pad = section.int("pad", 0)
-        self.padding = section.int("padding", 0)
+        self.n_filters = section.integer("filters", 1)
+        self.size = section.integer("size", 1)
+        self.stride = section.integer("stride", 1)
+        pad = section.integer("pad", 0)
+        self.padding = section.integer("padding", 0)
         if pad:
             self.padding = self.size // 2  # darknet: pad=1 means "same" padding for odd sizes
-        self.groups = section.int("groups", 1)
+        self.groups = section.integer("groups", 1)
         self.activation = parse_activation(self, section)
-        self.batch_normalize = section.int("batch_normalize", 0)
+        self.batch_normalize = section.integer("batch_normalize", 0)
         for unsupported in ("binary", "xnor", "flipped"):
-            if section.int(unsupported, 0):
+            if section.integer(unsupported, 0):
                 raise self.error(f"'{unsupported}=1' convolutions are not supported", unsupported)
-        section.float("dot", 0)
+        section.number("dot", 0)
         if self.n_filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1:
             raise self.error(f"filters, size, stride and groups must be positive (found "
                              f"filters={self.n_filters} size={self.size} stride={self.stride} "

@@ -18,14 +18,14 @@ class CostLayer(Layer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        self.cost_type = section.str("type", "sse")
+        self.cost_type = section.text("type", "sse")
         if self.cost_type not in COST_TYPES:
             raise self.error(f"unknown cost type '{self.cost_type}' (expected one of: "
                              f"{', '.join(COST_TYPES)})", "type")
-        self.scale = section.float("scale", 1.0)
-        self.ratio = section.float("ratio", 0.0)
-        self.noobject_scale = section.float("noobj", 1.0)
-        self.thresh = section.float("thresh", 0.0)
+        self.scale = section.number("scale", 1.0)
+        self.ratio = section.number("ratio", 0.0)
+        self.noobject_scale = section.number("noobj", 1.0)
+        self.thresh = section.number("thresh", 0.0)
         self.out_c, self.out_h, self.out_w = self.inputs, 1, 1
 
     def resize(self, in_shape, net):

@@ -10,7 +10,7 @@ class DropoutLayer(Layer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        self.probability = section.float("probability", 0.5)
+        self.probability = section.number("probability", 0.5)
         if not 0 <= self.probability < 1:
             raise self.error(f"probability must be in [0, 1) (found {self.probability})",
                              "probability")

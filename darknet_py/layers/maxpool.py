@@ -11,9 +11,9 @@ class MaxpoolLayer(Layer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        self.stride = section.int("stride", 1)
-        self.size = section.int("size", self.stride)
-        self.padding = section.int("padding", self.size - 1)
+        self.stride = section.integer("stride", 1)
+        self.size = section.integer("size", self.stride)
+        self.padding = section.integer("padding", self.size - 1)
         if self.size < 1 or self.stride < 1 or self.padding < 0:
             raise self.error(f"size and stride must be positive and padding >= 0 (found "
                              f"size={self.size} stride={self.stride} padding={self.padding})")

@@ -12,10 +12,10 @@ class ReorgLayer(Layer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        self.stride = section.int("stride", 1)
-        self.reverse = section.int("reverse", 0)
+        self.stride = section.integer("stride", 1)
+        self.reverse = section.integer("reverse", 0)
         for unsupported in ("flatten", "extra"):
-            if section.int(unsupported, 0):
+            if section.integer(unsupported, 0):
                 raise self.error(f"'{unsupported}' reorg is not supported", unsupported)
         self._set_shape()
 

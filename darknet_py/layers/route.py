@@ -10,7 +10,7 @@ class RouteLayer(Layer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        values = section.list("layers", int)
+        values = section.numbers("layers", int)
         if not values:
             raise self.error("a route layer needs 'layers=' (the layers to concatenate)")
         self.sources = []

@@ -16,12 +16,12 @@ class SoftmaxLayer(Layer):
 
     def __init__(self, section, index, in_shape, net):
         super().__init__(section, index, in_shape, net)
-        self.groups = section.int("groups", 1)
-        self.temperature = section.float("temperature", 1.0)
+        self.groups = section.integer("groups", 1)
+        self.temperature = section.number("temperature", 1.0)
         tree_path = find_data_file(section, "tree")
         self.tree = read_tree(tree_path) if tree_path else None
-        self.spatial = section.float("spatial", 0)
-        self.noloss = section.int("noloss", 0)
+        self.spatial = section.number("spatial", 0)
+        self.noloss = section.integer("noloss", 0)
         if self.spatial:
             raise self.error("spatial softmax is not supported", "spatial")
         self._set_shape()
