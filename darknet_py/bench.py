@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from .layers.params import init_numpy_random, parameter_count
 from .network import parse_network_cfg
 
 
@@ -42,21 +43,20 @@ def machine_ceilings(ops, sync, size=2048, copy_mb=256):
 
 def _layer_bytes(layer, batch):
     """Fewest bytes a layer's forward must move: its input and output once, its parameters."""
-    params = sum(int(np.prod(shape)) for _, shape in layer.param_layout())
+    params = parameter_count(layer)
     return 4 * (batch * (layer.inputs + layer.outputs) + params)
 
 
 def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup=2,
           weights=None, exact=False, vs=None, out=sys.stdout):
-    net = parse_network_cfg(cfg, batch=batch, device=device)
     if weights:
+        net = parse_network_cfg(cfg, batch=batch, device=device, exact=exact)
         net.load_weights(weights)
-    net.ensure_initialized()
-    if not weights:
-        _sane_statistics(net)
-    net.exact = exact
+        net.ensure_initialized()
+    else:
+        net = random_network(cfg, batch, device, exact=exact)
     ops = net.ops
-    sync = getattr(ops, "synchronize", lambda: None)
+    sync = ops.synchronize
     rng = np.random.default_rng(0)
     x = rng.random((batch, net.channels, net.height, net.width), dtype=np.float32)
     x_device = ops.to_device(x)
@@ -93,7 +93,7 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
                 sync()
             result["vs_train"] = {"torch": compare_torch_train(x, net, ours, warmup, runs)}
     result["peak_host_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if hasattr(ops, "peak_device_bytes"):
+    if ops.peak_device_bytes() is not None:
         result["peak_device_mb"] = ops.peak_device_bytes() / 2**20
     report(result, out)
     return result
@@ -123,14 +123,23 @@ def sweep(cfg, batches, device="cpu", train=False, runs=10, weights=None, exact=
     return {"cfg": cfg, "runs": results}
 
 
-def _sane_statistics(net):
-    """Random weights come with darknet's initial rolling variance of 0: at inference every
-    batch norm then divides by 1e-6 and the activations overflow to inf/NaN by the tenth
-    layer, which slows some engines (denormals, NaN paths) and makes outputs incomparable.
-    Benchmarks with random weights therefore use variance 1 (mean 0, scales 1)."""
+def random_network(cfg, batch=1, device="cpu", seed=0, exact=False):
+    """The network of `cfg` with random weights for timing: darknet's distributions drawn
+    by NumPy (layers.params.init_numpy_random; darknet's own glibc stream in Python takes
+    a minute for yolov2's 50M weights), on `device`.
+
+    darknet's initial rolling variance of 0 would make every inference batch norm divide
+    by 1e-6 and the activations overflow to inf/NaN by the tenth layer, which slows some
+    engines (denormals, NaN paths) and makes outputs incomparable; benchmarks use variance
+    1 (mean 0, scales 1) instead."""
+    net = parse_network_cfg(cfg, batch=batch, device=device, exact=exact)
+    init_numpy_random(net.layers, np.random.default_rng(seed))
     for layer in net.layers:
         if getattr(layer, "rolling_variance", None) is not None:
             layer.rolling_variance[...] = 1
+    net.loaded_layers = len(net.layers)   # nothing left for darknet's random init
+    net.ensure_initialized()
+    return net
 
 
 def _truth_size(net):
@@ -142,13 +151,14 @@ def _per_layer(net, x, sync, warmup, runs, train):
     """Each layer's forward (and backward) time on its real input, with its FLOP rate and
     the bytes it must move, and its share of the whole."""
     inputs, value = [], x
+    step = net.step()
     for layer in net.layers:
         inputs.append(value)
-        value = layer.forward(value, net)
+        value = layer.forward(value, step)
     rows = []
     batch = x.shape[0]
     for layer, layer_input in zip(net.layers, inputs):
-        seconds = _median_seconds(lambda: layer.forward(layer_input, net), sync, 1, runs)
+        seconds = _median_seconds(lambda: layer.forward(layer_input, step), sync, 1, runs)
         row = {"index": layer.index, "type": layer.type, "forward_seconds": seconds,
                "gflops": layer.bflops() * batch / seconds if layer.bflops() else 0.0,
                "bytes": _layer_bytes(layer, batch)}
@@ -161,33 +171,25 @@ def _per_layer(net, x, sync, warmup, runs, train):
 
 
 def _per_layer_backward(net, x, truth, rows, sync, runs):
-    """Each layer's backward time, measured inside one real training step: the network's
-    backward pass is replaced for that step by one that times each layer's backward on the
-    delta it really gets, restoring the delta (which a backward may replace) before every
-    call and the previous layer's delta (which it accumulates into) afterwards, then runs
-    the layer once more for real."""
-    def timed_backward():
-        for layer in reversed(net.layers):
-            if layer.stopbackward:
-                break
-            input_delta = net.layers[layer.index - 1].delta if layer.index else None
-            delta = layer.delta
-            before = None if input_delta is None else input_delta.copy()
+    """Each layer's backward time, measured inside one real training step: the step runs
+    each layer's backward through timed_backward, which times it on the delta it really
+    gets, restoring the delta (which a backward may replace) before every call and the
+    previous layer's delta (which it accumulates into) afterwards, then runs the layer once
+    more for real."""
+    def timed_backward(layer, step, input_delta):
+        delta = layer.delta
+        before = None if input_delta is None else input_delta.copy()
 
-            def call():
-                layer.delta = None if delta is None else delta.copy()
-                layer.backward(net, input_delta)
-            rows[layer.index]["backward_seconds"] = _median_seconds(call, sync, 1, runs)
-            if input_delta is not None:
-                input_delta[...] = before
-            layer.delta = delta
-            layer.backward(net, input_delta)
+        def call():
+            layer.delta = None if delta is None else delta.copy()
+            layer.backward(step, input_delta)
+        rows[layer.index]["backward_seconds"] = _median_seconds(call, sync, 1, runs)
+        if input_delta is not None:
+            input_delta[...] = before
+        layer.delta = delta
+        layer.backward(step, input_delta)
 
-    net.backward = timed_backward   # the instance attribute shadows Network.backward
-    try:
-        net.train_step(x, truth)
-    finally:
-        del net.backward
+    net.train_step(x, truth, run_backward=timed_backward)
 
 
 def _roofline(rows, ceilings):

@@ -5,9 +5,9 @@ Darknet strips every space and tab from a line (not just the ends), skips lines 
 looked up by key with a default; a key that no lookup consumed is printed as "Unused field".
 This module keeps each option's line so every complaint names file, line and section.
 """
-import sys
 from dataclasses import dataclass, field
 
+from . import log
 from .errors import CfgError
 
 # Section names as darknet's string_to_layer_type accepts them, mapped to one canonical name.
@@ -88,6 +88,17 @@ class Section:
         return [option for option in self.options.values() if not option.used] + self.repeats
 
 
+def section_from_options(kind, options, path="<options>"):
+    """A Section built from plain values ({"filters": 16, "size": 3}), as if read from a cfg:
+    how a layer is made without a cfg file (tests, programs that build networks)."""
+    section = Section(SECTION_ALIASES.get(kind, kind), kind, path, 0)
+    for line, (key, value) in enumerate(options.items(), start=1):
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(item) for item in value)
+        section.options[key] = Option(key, str(value), line)
+    return section
+
+
 def _parse_number(section, option, kind):
     """atoi/atof as darknet uses them, but a value that is not a number is an error."""
     text = option.value
@@ -161,8 +172,8 @@ def parse_cfg_text(text, path="<cfg>"):
 
 
 def report_unused(sections, strict=False, stream=None):
-    """Darknet prints "Unused field: 'key = value'" for options nothing read; strict makes it fatal."""
-    stream = stream or sys.stderr
+    """Darknet prints "Unused field: 'key = value'" for options nothing read; strict makes it
+    fatal. The lines go to `stream` when given, else to darknet_py's log (standard error)."""
     problems = []
     for section in sections:
         for option in section.unused():
@@ -171,7 +182,10 @@ def report_unused(sections, strict=False, stream=None):
     if problems and strict:
         raise CfgError("\n".join(problems))
     for problem in problems:
-        print(problem, file=stream)
+        if stream is None:
+            log.info(problem)
+        else:
+            print(problem, file=stream)
     return problems
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .box import Detection
+from .box import Detection, box_iou, region_box_grid  # noqa: F401 (box_iou: re-exported)
 from .tree import hierarchy_predictions, hierarchy_top_prediction
 
 F32 = np.float32
@@ -36,14 +36,7 @@ def region_boxes(layer, output, thresh, hier_thresh=0.5, class_map=None):
     """
     n, hw, classes, coords = layer.n_anchors, layer.h * layer.w, layer.classes, layer.coords
     pred = np.asarray(output, dtype=F32).reshape(n, layer.entries, hw)
-    cells = np.arange(hw)
-    col, row = (cells % layer.w).astype(F32), (cells // layer.w).astype(F32)
-    biases = layer.biases.astype(F64).reshape(n, 2)
-    x = (col + pred[:, 0]) / F32(layer.w)
-    y = (row + pred[:, 1]) / F32(layer.h)
-    w = (np.exp(pred[:, 2].astype(F64)) * biases[:, 0:1] / layer.w).astype(F32)
-    h = (np.exp(pred[:, 3].astype(F64)) * biases[:, 1:2] / layer.h).astype(F32)
-    xywh = np.stack([x, y, w, h], axis=-1).reshape(n * hw, 4)
+    xywh = region_box_grid(pred, layer.biases, layer.w, layer.h).reshape(n * hw, 4)
     scale = np.ones((n, hw), F32) if layer.background else pred[:, coords]
     scale = scale.reshape(-1)
     objectness = np.where(scale > thresh, scale, F32(0))
@@ -109,23 +102,6 @@ def network_boxes(net, im_w, im_h, thresh, hier_thresh=0.5, class_map=None, rela
     return Boxes(np.concatenate([b.xywh for b in found]),
                  np.concatenate([b.prob for b in found]),
                  np.concatenate([b.objectness for b in found]))
-
-
-def box_iou(box, others):
-    """IoU of one xywh box with each row of `others`, in float32 as box.c computes it."""
-    half = F32(2)
-
-    def overlap(c1, s1, c2, s2):
-        left = np.maximum(c1 - s1 / half, c2 - s2 / half)
-        right = np.minimum(c1 + s1 / half, c2 + s2 / half)
-        return right - left
-
-    w = overlap(box[0], box[2], others[:, 0], others[:, 2])
-    h = overlap(box[1], box[3], others[:, 1], others[:, 3])
-    inter = np.where((w < 0) | (h < 0), F32(0), w * h)
-    union = box[2] * box[3] + others[:, 2] * others[:, 3] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / union
 
 
 def zero_objectness_last(objectness):

@@ -1,21 +1,23 @@
-"""The layer graph built from a cfg (parser.c parse_network_cfg + network.c forward)."""
-import sys
+"""The layer graph built from a cfg (parser.c parse_network_cfg + network.c forward).
+
+The network owns the layers in cfg order, the backend, `seen` and the weights file's
+header; it runs them (forward, backward, update) by handing each layer a Step, and it
+places their arrays (host or backend memory) by walking the layers' parameter tables.
+"""
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import log
 from . import ops as ops_registry
 from .config import read_cfg, report_unused
 from .errors import CfgError, DarknetError
-from .layers import LAYER_TYPES
+from .layers import LAYER_TYPES, params
+from .layers.step import Step
 from .rand import GlibcRandom
+from .weights import DEFAULT_HEADER, read_weights, write_weights
 
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
-# The parameter arrays that live in the backend's memory (on the GPU with CuPy). They are
-# built, read from .weights files and randomly initialised on the host, then moved by
-# ensure_initialized(). (The region layer's anchors stay on the host: its loss runs there.)
-_PARAMETER_LAYERS = ("convolutional", "connected", "batchnorm")
-_PARAMETERS = ("biases", "scales", "rolling_mean", "rolling_variance", "weights")
 
 
 @dataclass
@@ -119,28 +121,30 @@ def parse_net_options(section):
 
 
 class Network:
-    """A darknet network: `layers` in cfg order, run by forward() on one backend (`ops`)."""
+    """A darknet network: `layers` in cfg order, run by forward() on one backend (`ops`).
+
+    exact=True: darknet's own summation order in GEMMs and batch-norm statistics, so results
+    are bit-faithful to darknet (slow: for tests and conversions). Chosen when the network
+    is made; every forward and training step passes it to the layers in their Step.
+    """
 
     def __init__(self, sections, path="<cfg>", batch=None, device=None, seed=1, strict=False,
-                 verbose=False):
+                 verbose=False, exact=False):
         self.path = path
         self.ops = ops_registry.get_ops(device)
+        self.exact = bool(exact)
         self.options = parse_net_options(sections[0])
         if batch is not None:
             self.options.batch = batch
         self.width, self.height, self.channels = (self.options.width, self.options.height,
                                                   self.options.channels)
         self.seen = 0
-        self.header = (0, 2, 0)   # version written by save_weights unless a file says otherwise
+        self.header = DEFAULT_HEADER   # written by save_weights unless a file says otherwise
         self.loaded_layers = 0
-        self.train = False
-        self.log = None   # a callable taking a line: training statistics (region layers)
+        self.weights_transposed = False
         self.rng = np.random.default_rng(seed)   # dropout, the random policy
+        self.statistics = []   # the loss layers' statistics of the last train_step
         self._updates_ready = False   # the *_updates accumulators exist (momentum)
-        # True: darknet's own summation order in GEMMs and batch-norm statistics, so results
-        # are bit-faithful to darknet (slow: for tests and conversions)
-        self.exact = False
-        self.truth = None
         self.layers = []
         shape = (self.channels, self.height, self.width)
         for index, section in enumerate(sections[1:]):
@@ -148,7 +152,7 @@ class Network:
             if cls is None:
                 raise CfgError(f"{section.where()} unsupported layer type [{section.name}]: "
                                f"darknet_py implements {', '.join(sorted(LAYER_TYPES))}")
-            layer = cls(section, index, shape, self)
+            layer = cls(section, index, shape, self.layers)
             self.layers.append(layer)
             shape = layer.out_shape
         if not self.layers:
@@ -157,36 +161,21 @@ class Network:
         self.init_seed = seed
         self.initialized = False
         if verbose:
-            print(self.summary(), file=sys.stderr)
+            log.info(self.summary())
 
     # -- construction --------------------------------------------------------------------
     def ensure_initialized(self):
         """Darknet's initial weights after srand(seed), drawn in layer order, for the layers
-        a weights file did not cover (darknet draws them all at parse time; drawing millions
-        of numbers in Python is slow, so loaded layers are skipped over in the stream)."""
+        a weights file did not cover; then every array moves to the backend's memory."""
         if self.initialized:
             return
-        rng = GlibcRandom(self.init_seed)
-        for layer in self.layers:
-            if layer.index < self.loaded_layers:
-                layer.skip_random(rng)
-            else:
-                layer.init_random(rng)
+        params.init_random(self.layers, GlibcRandom(self.init_seed), self.loaded_layers)
+        params.move(self.layers, self.ops.to_device)
         self.initialized = True
-        self._move_parameters(self.ops.to_device)
 
-    def _move_parameters(self, move):
-        """Replace every parameter array by move(array): ops.to_device puts them in the
-        backend's memory (for NumPy: the same arrays, unchanged), _to_host brings them back."""
-        for layer in self.layers:
-            if layer.type in _PARAMETER_LAYERS:
-                for name in _PARAMETERS:
-                    value = getattr(layer, name, None)
-                    if value is not None:
-                        setattr(layer, name, move(value))
-
-    def _to_host(self, array):
-        return np.ascontiguousarray(self.ops.to_host(array), dtype=np.float32)
+    def parameter_layers(self):
+        """The layers with arrays in a .weights file, in order."""
+        return params.parameter_layers(self.layers)
 
     @property
     def batch(self):
@@ -206,10 +195,15 @@ class Network:
         self.width, self.height = width, height
         shape = (self.channels, height, width)
         for layer in self.layers:
-            layer.resize(shape, self)
+            layer.resize(shape)
             shape = layer.out_shape
 
     # -- computation ---------------------------------------------------------------------
+    def step(self, train=False, truth=None):
+        """What the layers get for one forward (and backward): layers.step.Step."""
+        return Step(ops=self.ops, train=train, exact=self.exact, truth=truth, seen=self.seen,
+                    rng=self.rng)
+
     def forward(self, x):
         """Run every layer on a float32 (batch, c, h, w) array; returns the network output."""
         expected = (self.channels, self.height, self.width)
@@ -218,9 +212,10 @@ class Network:
                                f"network: expected (batch, {expected[0]}, {expected[1]}, "
                                f"{expected[2]})")
         self.ensure_initialized()
+        step = self.step()
         x = self.ops.to_device(x)
         for layer in self.layers:
-            x = layer.forward(x, self)
+            x = layer.forward(x, step)
         return self.output_layer().output
 
     def output_layer(self):
@@ -231,62 +226,66 @@ class Network:
         return self.layers[-1]
 
     # -- training ------------------------------------------------------------------------
-    def train_step(self, x, truth):
+    def train_step(self, x, truth, run_backward=None):
         """One darknet iteration (train_network): the rows of x are cut into minibatches of
         `batch` (the cfg's batch/subdivisions); each does forward, backward and `seen +=
         batch`, and the update runs after every `subdivisions` minibatches. Returns the
-        loss darknet reports: the sum of minibatch costs over the number of rows."""
+        loss darknet reports: the sum of minibatch costs over the number of rows. The loss
+        layers' statistics (one dict per minibatch and loss layer) are left in
+        self.statistics. run_backward(layer, step, input_delta), when given, runs each
+        layer's backward instead of layer.backward (bench times them with it)."""
         rows, minibatch = x.shape[0], self.options.batch
         if rows % minibatch:
             raise DarknetError(f"train_step: {rows} rows is not a multiple of the minibatch "
                                f"({minibatch} = batch/subdivisions)")
         self.ensure_initialized()
         if not self._updates_ready:
-            for layer in self.layers:
-                layer.zero_updates(self.ops)
+            params.zero_updates(self.layers, self.ops)
             self._updates_ready = True
+        self.statistics = []
         total = np.float32(0)   # darknet sums the minibatch costs in float
         for start in range(0, rows, minibatch):
             self.seen += minibatch
             total += np.float32(self._train_minibatch(x[start:start + minibatch],
-                                                    truth[start:start + minibatch]))
+                                                    truth[start:start + minibatch],
+                                                    run_backward))
             if (self.seen // minibatch) % self.options.subdivisions == 0:
                 self.update()
         return float(total / np.float32(rows))
 
-    def _train_minibatch(self, x, truth):
+    def _train_minibatch(self, x, truth, run_backward=None):
         """forward_network + backward_network in training mode; returns *net->cost."""
         ops = self.ops
-        self.train, self.truth = True, ops.to_device(truth)
-        try:
-            x = ops.to_device(x)
-            self.input = x
-            for layer in self.layers:
-                # darknet zeroes every delta before the layer's forward (which may set it)
-                layer.delta = None
-                previous = self.layers[layer.index - 1] if layer.index else None
-                x = layer.forward(x, self)
-                if layer.delta_is_input_delta:
-                    layer.delta = previous.delta if previous is not None else None
-                elif layer.delta is None:
-                    layer.delta = ops.zeros(layer.output.shape)
-            costs = [layer.cost for layer in self.layers if layer.has_cost]
-            self.backward()
-        finally:
-            self.train, self.truth = False, None
+        step = self.step(train=True, truth=ops.to_device(truth))
+        x = ops.to_device(x)
+        for layer in self.layers:
+            # darknet zeroes every delta before the layer's forward (which may set it)
+            layer.delta, layer.stats = None, None
+            previous = self.layers[layer.index - 1] if layer.index else None
+            x = layer.forward(x, step)
+            if layer.delta_is_input_delta:
+                layer.delta = previous.delta if previous is not None else None
+            elif layer.delta is None:
+                layer.delta = ops.zeros(layer.output.shape)
+        costs = [layer.cost for layer in self.layers if layer.has_cost]
+        self.statistics += [layer.stats for layer in self.layers if layer.stats is not None]
+        self.backward(step, run_backward)
         # calc_network_cost: the float mean of l.cost over the layers that have one
         total = np.float32(0)
         for cost in costs:
             total += np.float32(cost)
         return float(total / np.float32(len(costs))) if costs else 0.0
 
-    def backward(self):
+    def backward(self, step, run_backward=None):
         """backward_network: last layer first, each writing into the previous layer's delta."""
         for layer in reversed(self.layers):
             if layer.stopbackward:
                 break
             input_delta = self.layers[layer.index - 1].delta if layer.index else None
-            layer.backward(self, input_delta)
+            if run_backward is None:
+                layer.backward(step, input_delta)
+            else:
+                run_backward(layer, step, input_delta)
 
     def learning_rate(self):
         from .policy import learning_rate
@@ -298,25 +297,26 @@ class Network:
         total = self.options.batch * self.options.subdivisions
         rate = f32(self.learning_rate()) / f32(total)
         decay_term = f32(-f32(self.options.decay)) * f32(total)
-        momentum = f32(self.options.momentum)
-        for layer in self.layers:
-            layer.update(self, rate, momentum, decay_term)
+        params.sgd_update(self.layers, self.ops, rate, f32(self.options.momentum), decay_term)
 
     # -- weights -------------------------------------------------------------------------
     def load_weights(self, path, cutoff=None):
-        from .weights import load_weights
-        if self.initialized:   # parameters already on the device: read into host copies
-            self._move_parameters(self._to_host)
-        try:
-            load_weights(self, path, cutoff)
-        finally:
-            if self.initialized:
-                self._move_parameters(self.ops.to_device)
+        """Read a .weights file (its first `cutoff` layers at most) into the layers: host
+        arrays before the first forward, backend arrays after it."""
+        found = read_weights(path, self.layers, cutoff, self.path)
+        place = self.ops.to_device if self.initialized else (lambda array: array)
+        for (index, name), values in found.arrays.items():
+            setattr(self.layers[index], name, place(values))
+        self.header, self.seen = found.header, found.seen
+        self.loaded_layers, self.weights_transposed = found.loaded_layers, found.transposed
+        return self
 
-    def save_weights(self, path, cutoff=None):
-        from .weights import save_weights
+    def save_weights(self, path, cutoff=None, header=None, seen=None):
+        """Write the weights atomically (all layers, or the first `cutoff`), with this
+        network's header and seen unless others are given."""
         self.ensure_initialized()
-        save_weights(self, path, cutoff)
+        write_weights(path, self.layers, self.header if header is None else header,
+                      self.seen if seen is None else seen, self.ops.to_host, cutoff)
 
 
 def parse_network_cfg(path, **kwargs):
@@ -324,16 +324,26 @@ def parse_network_cfg(path, **kwargs):
 
 
 def load_network(cfg, weights=None, batch=None, device=None, seed=1, strict=False,
-                 verbose=False):
+                 verbose=False, exact=False):
     """Build the network of a cfg file and load a .weights file into it (darknet's load_network).
 
     batch: the input batch size (default: the cfg's batch/subdivisions); layers accept any
     batch at run time. seed: the glibc srand() seed for darknet's random init of layers the
-    weights file does not cover (darknet itself runs with the default seed 1).
+    weights file does not cover (darknet itself runs with the default seed 1). exact:
+    darknet's summation order everywhere (bit-faithful, slow).
     """
     net = parse_network_cfg(cfg, batch=batch, device=device, seed=seed, strict=strict,
-                            verbose=verbose)
+                            verbose=verbose, exact=exact)
     if weights is not None:
         net.load_weights(weights)
     net.ensure_initialized()
+    return net
+
+
+def partial(cfg, weights, out, cutoff):
+    """darknet partial: keep the first `cutoff` layers' weights, with seen reset to 0."""
+    net = parse_network_cfg(cfg, batch=1, device="cpu")
+    net.load_weights(weights, cutoff=cutoff)
+    # the kept layers only, as read: no random init of the rest (it is not written)
+    write_weights(out, net.layers, DEFAULT_HEADER, 0, cutoff=cutoff)
     return net

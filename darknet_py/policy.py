@@ -3,20 +3,14 @@
 batch_num = seen / (batch * subdivisions), evaluated after `seen += batch`. For the first
 `burn_in` batches the rate is lr * (batch_num/burn_in)^power (power defaults to 4).
 """
-import sys
 import warnings
 
 import numpy as np
 
+from .log import warn_once as _warn_once
+
 F32 = np.float32
 F64 = np.float64
-_warned = set()
-
-
-def _warn_once(key, message):
-    if key not in _warned:
-        _warned.add(key)
-        print(f"darknet_py: warning: {message}", file=sys.stderr)
 
 
 def current_batch(options, seen):

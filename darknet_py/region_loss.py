@@ -7,12 +7,11 @@ Everything is float32 where darknet stores floats, so the numbers match darknet'
 """
 import numpy as np
 
-from .detection import box_iou
+from .box import box_iou, region_box_grid
+from .settings import MAX_TRUTHS, PRIOR_SEEN
 
 F32 = np.float32
 F64 = np.float64
-MAX_TRUTHS = 30
-PRIOR_SEEN = 12800   # while seen < 12800 every box is pulled toward its anchor (scale .01)
 # A truth box at x, y > 100000 marks an image that only has a class (correct_boxes turns a
 # label at x = y = 0 into 999999): YOLO9000's joint training with classification data.
 CLASS_ONLY = 100000
@@ -28,14 +27,7 @@ def truth_boxes(truth_row, coords):
 
 def region_boxes_grid(layer, out_b):
     """get_region_box for every anchor and cell of one image: (n, hw, 4) float32."""
-    cells = np.arange(layer.h * layer.w)
-    col, row = (cells % layer.w).astype(F32), (cells // layer.w).astype(F32)
-    biases = layer.biases.astype(F64).reshape(-1, 2)
-    x = (col + out_b[:, 0]) / F32(layer.w)
-    y = (row + out_b[:, 1]) / F32(layer.h)
-    w = (np.exp(out_b[:, 2].astype(F64)) * biases[:, 0:1] / layer.w).astype(F32)
-    h = (np.exp(out_b[:, 3].astype(F64)) * biases[:, 1:2] / layer.h).astype(F32)
-    return np.stack([x, y, w, h], axis=-1)
+    return region_box_grid(out_b, layer.biases, layer.w, layer.h)
 
 
 def box_deltas(layer, truth, out_b, delta_b, anchor, cell, col, row, scale):

@@ -17,6 +17,13 @@ from .errors import DarknetError
 from .network import load_network
 
 
+def region_line(stats):
+    """forward_region_layer's statistics line, from the loss's statistics."""
+    return (f"Region Avg IOU: {stats['avg_iou']:f}, Class: {stats['class']:f}, "
+            f"Obj: {stats['obj']:f}, No Obj: {stats['no_obj']:f}, "
+            f"Avg Recall: {stats['recall']:f},  count: {stats['count']}")
+
+
 def base_name(cfg):
     """darknet's basecfg: the cfg's file name without folder and extension."""
     return os.path.splitext(os.path.basename(cfg))[0]
@@ -31,7 +38,6 @@ class Trainer:
         self.net = load_network(cfg, weights, device=device, seed=1 if seed is None else seed)
         if clear:
             self.net.seen = 0
-        self.net.log = self.log
         self.backup = self.options.get("backup", "/backup/")
         os.makedirs(self.backup, exist_ok=True)
         self.base = base_name(cfg)
@@ -73,6 +79,8 @@ class Trainer:
                 self.log(f"Loaded: {time.time() - start:f} seconds")
                 start = time.time()
                 loss = self.net.train_step(x, truth)
+                for stats in self.net.statistics:
+                    self.log(region_line(stats))
                 if not np.isfinite(loss):
                     self.save(f"{self.base}.backup")
                     raise DarknetError(f"loss became {loss} at batch {self.batch_number()}; "

@@ -2,22 +2,29 @@
 
 Header: int32 major, minor, revision, then `seen`: 64-bit when major*10+minor >= 2 (and both
 < 1000), else 32-bit. Connected weights are stored transposed when major or minor > 1000.
-Then, layer by layer, the float32 arrays each layer lists in `param_layout()`.
+Then, layer by layer, the float32 arrays each layer's table (layers.params) marks `in_file`,
+in table order.
 
 A file may end early, at a layer boundary: a partial file (`darknet partial`, e.g.
 darknet19_448.conv.23) loads its first layers and the rest keep their initial values. A file
 that ends inside a layer, or has bytes left over, is an error naming the layer and the counts.
 Saving keeps the version the weights were loaded with, so a load + save round trip gives the
 same bytes; a network that loaded nothing is written as darknet writes it (0.2.0).
+
+This module is format code only: it reads a file into host arrays keyed by layer and
+attribute, and writes the arrays of a list of layers. Which layers have which arrays comes
+from their tables; the network decides where the arrays live.
 """
 import struct
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import WeightsError
 from .fileio import atomic_write_bytes
+from .layers.params import file_params, parameter_count
 
-_PARAM_LAYER_TYPES = ("convolutional", "connected", "batchnorm")
+DEFAULT_HEADER = (0, 2, 0)
 
 
 def _seen_is_64bit(major, minor):
@@ -26,6 +33,17 @@ def _seen_is_64bit(major, minor):
 
 def _is_transposed(major, minor):
     return major > 1000 or minor > 1000
+
+
+@dataclass
+class WeightsFile:
+    """What a .weights file held: its header, `seen`, how many layers it covered (a
+    partial file stops early) and the arrays, {(layer index, attribute): float32 array}."""
+    header: tuple
+    seen: int
+    loaded_layers: int
+    transposed: bool
+    arrays: dict = field(default_factory=dict)
 
 
 def read_header(data, path):
@@ -42,78 +60,69 @@ def read_header(data, path):
     return (major, minor, revision), seen, size
 
 
-def _layers_with_params(net, cutoff, skip_flag):
-    """Layers whose parameters are in the file, in order; `dontload`/`dontsave` layers are
+def _layers_in_file(layers, cutoff, skip_flag):
+    """Layers whose arrays are in the file, in order; `dontload`/`dontsave` layers are
     skipped (darknet neither reads nor writes their bytes)."""
-    last = len(net.layers) if cutoff is None else min(cutoff, len(net.layers))
-    return [layer for layer in net.layers[:last]
-            if layer.type in _PARAM_LAYER_TYPES and not getattr(layer, skip_flag)]
+    last = len(layers) if cutoff is None else min(cutoff, len(layers))
+    return [layer for layer in layers[:last]
+            if file_params(layer) and not getattr(layer, skip_flag)]
 
 
-def load_weights(net, path, cutoff=None):
-    """Read `path` into net's layers (the first `cutoff` layers at most)."""
+def read_weights(path, layers, cutoff=None, network_name="the network"):
+    """Read `path` for `layers` (the first `cutoff` at most) into a WeightsFile."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as err:
         raise WeightsError(f"{path}: cannot open weights file: {err.strerror}") from None
     header, seen, offset = read_header(data, path)
-    transpose = _is_transposed(header[0], header[1])
+    transposed = _is_transposed(header[0], header[1])
     total = len(data)
     # layers covered by the file: all of them, unless it stops before a layer with parameters
-    loaded = len(net.layers) if cutoff is None else min(cutoff, len(net.layers))
-    for layer in _layers_with_params(net, cutoff, "dontload"):
+    loaded = len(layers) if cutoff is None else min(cutoff, len(layers))
+    found = WeightsFile(header, seen, loaded, transposed)
+    for layer in _layers_in_file(layers, cutoff, "dontload"):
         if offset == total:
-            loaded = layer.index  # a partial file: later layers keep their initial values
+            found.loaded_layers = layer.index  # a partial file: later layers keep their values
             break
-        need = sum(int(np.prod(shape)) for _, shape in layer.param_layout()) * 4
+        need = parameter_count(layer) * 4
         if total - offset < need:
             raise WeightsError(
                 f"{path}: file ends inside layer {layer.index} ({layer.type}): it needs "
                 f"{need} bytes from offset {offset}, only {total - offset} remain (file size "
                 f"{total}; a truncated download?)")
-        for name, shape in layer.param_layout():
-            count = int(np.prod(shape))
-            values = np.frombuffer(data, dtype="<f4", count=count, offset=offset)
-            offset += 4 * count
-            if transpose and layer.type == "connected" and name == "weights":
-                values = values.reshape(shape[1], shape[0]).T  # stored (inputs, outputs)
-            getattr(layer, name)[...] = values.reshape(shape)
-    if offset != total and (cutoff is None or cutoff >= len(net.layers)):
+        for param in file_params(layer):
+            values = np.frombuffer(data, dtype="<f4", count=param.count, offset=offset)
+            offset += 4 * param.count
+            if transposed and param.stored_transposed:
+                values = values.reshape(param.shape[::-1]).T  # stored (inputs, outputs)
+            # a writable copy, not a view of the file's bytes
+            found.arrays[(layer.index, param.name)] = np.array(values.reshape(param.shape),
+                                                               dtype=np.float32, order="C")
+    if offset != total and (cutoff is None or cutoff >= len(layers)):
         raise WeightsError(f"{path}: {total - offset} bytes left over after the last layer "
                            f"(read {offset} of {total}): this file belongs to a larger network "
-                           f"than {net.path}")
-    net.header, net.seen, net.loaded_layers = header, seen, loaded
-    net.weights_transposed = transpose
-    return net
+                           f"than {network_name}")
+    return found
 
 
-def weights_bytes(net, cutoff=None, header=None, seen=None):
-    header = net.header if header is None else header
-    seen = net.seen if seen is None else seen
+def weights_bytes(layers, header, seen, to_host=np.asarray, cutoff=None):
+    """The bytes of a .weights file for `layers` (the first `cutoff`); to_host brings an
+    array from the backend's memory."""
     major, minor, revision = header
     parts = [struct.pack("<3i", major, minor, revision)]
     parts.append(struct.pack("<Q", seen) if _seen_is_64bit(major, minor)
                  else struct.pack("<i", seen))
-    transpose = _is_transposed(major, minor)
-    for layer in _layers_with_params(net, cutoff, "dontsave"):
-        for name, _ in layer.param_layout():
-            values = net.ops.to_host(getattr(layer, name))
-            if transpose and layer.type == "connected" and name == "weights":
+    transposed = _is_transposed(major, minor)
+    for layer in _layers_in_file(layers, cutoff, "dontsave"):
+        for param in file_params(layer):
+            values = to_host(getattr(layer, param.name))
+            if transposed and param.stored_transposed:
                 values = values.T
             parts.append(np.ascontiguousarray(values, dtype="<f4").tobytes())
     return b"".join(parts)
 
 
-def save_weights(net, path, cutoff=None, header=None, seen=None):
-    """Write the first `cutoff` layers (all by default) atomically: temp file, then rename."""
-    atomic_write_bytes(path, weights_bytes(net, cutoff, header, seen))
-
-
-def partial(cfg, weights, out, cutoff):
-    """darknet partial: keep the first `cutoff` layers' weights, with seen reset to 0."""
-    from .network import parse_network_cfg
-    net = parse_network_cfg(cfg, batch=1)
-    net.load_weights(weights, cutoff=cutoff)
-    save_weights(net, out, cutoff, header=(0, 2, 0), seen=0)
-    return net
+def write_weights(path, layers, header, seen, to_host=np.asarray, cutoff=None):
+    """Write the file atomically: temp file, then rename."""
+    atomic_write_bytes(path, weights_bytes(layers, header, seen, to_host, cutoff))

@@ -285,21 +285,10 @@ NETWORKS = (("yolov2-voc", "cfg/yolov2-voc.cfg"), ("yolov2-tiny-voc", "cfg/yolov
 
 
 def random_network(cfg, batch, device, seed=0):
-    """darknet's network of `cfg` with He-scaled normal weights drawn by NumPy (darknet's own
-    glibc init is reproduced in Python, too slow for 50M weights), placed on `device`."""
-    import numpy as np
-    from darknet_py.network import parse_network_cfg
-    net = parse_network_cfg(str(ROOT / cfg), batch=batch, device=device)
-    rng = np.random.default_rng(seed)
-    for layer in net.layers:
-        if hasattr(layer, "weights"):
-            fan_in = layer.weights[0].size
-            layer.weights[...] = rng.standard_normal(layer.weights.shape) * np.sqrt(2 / fan_in)
-            if getattr(layer, "batch_normalize", 0):
-                layer.rolling_variance[...] = 1
-    net.loaded_layers = len(net.layers)   # skip darknet's random init, then move to the device
-    net.ensure_initialized()
-    return net
+    """darknet's network of `cfg` with random weights (bench's: NumPy draws of darknet's
+    distributions, rolling variance 1), placed on `device`."""
+    from darknet_py.bench import random_network as bench_network
+    return bench_network(str(ROOT / cfg), batch, device, seed)
 
 
 def network_timings(ops, log, batches, train_batches, numpy_baseline):

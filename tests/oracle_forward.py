@@ -20,8 +20,8 @@ class ForwardCase:
 
     def load(self, exact=False):
         net = darknet_py.load_network(self.path(self.manifest["effective_cfg"]),
-                                      self.path(self.manifest["weights"]), seed=1234)
-        net.exact = exact
+                                      self.path(self.manifest["weights"]), seed=1234,
+                                      exact=exact)
         return net
 
     def dump(self, index):
@@ -38,5 +38,5 @@ class ForwardCase:
                 net.layers[index].output = self.dump(index)
         x = net.layers[first].output
         for layer in net.layers[first + 1:]:
-            x = layer.forward(x, net)
+            x = layer.forward(x, net.step())
         return first + 1

@@ -8,9 +8,9 @@ from darknet_py.config import parse_cfg_text
 from darknet_py.network import Network
 
 
-def _net():
+def _net(exact=False):
     text = "[net]\nwidth=3\nheight=2\nchannels=2\nbatch=2\n[batchnorm]\n"
-    net = Network(parse_cfg_text(text, "bn.cfg"), "bn.cfg")
+    net = Network(parse_cfg_text(text, "bn.cfg"), "bn.cfg", exact=exact)
     net.ensure_initialized()
     layer = net.layers[0]
     layer.rolling_mean[...] = [0.5, -1.0]
@@ -22,8 +22,7 @@ def _net():
 
 @pytest.mark.parametrize("exact", [True, False])
 def test_inference_formula(exact):
-    net, layer = _net()
-    net.exact = exact
+    net, layer = _net(exact)
     x = np.random.default_rng(0).normal(size=(2, 2, 2, 3)).astype(np.float32)
     expected = ((x - [[[0.5]], [[-1.0]]]) / (np.sqrt([[[4.0]], [[0.25]]]) + 1e-6)
                 * [[[2.0]], [[0.5]]] + [[[0.1]], [[-0.2]]])

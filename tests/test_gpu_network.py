@@ -84,8 +84,7 @@ def _load(name, device, exact):
     folder, manifest = ORACLE / name, _manifest(name)
     weights = manifest["weights"] if manifest["tool"] == "dn_forward" else "weights_before.weights"
     net = darknet_py.load_network(str(folder / manifest["effective_cfg"]), str(folder / weights),
-                                  seed=1234, device=device)
-    net.exact = exact
+                                  seed=1234, device=device, exact=exact)
     return net
 
 

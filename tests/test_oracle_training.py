@@ -25,8 +25,8 @@ def run_case(name, exact):
     folder = ORACLE / name
     manifest = json.loads((folder / "manifest.json").read_text())
     net = darknet_py.load_network(str(folder / "effective.cfg"),
-                                  str(folder / "weights_before.weights"), seed=1234)
-    net.exact = exact
+                                  str(folder / "weights_before.weights"), seed=1234,
+                                  exact=exact)
     net.seen = manifest["seen_before"]
     captured = {"fwd": {}, "din": {}, "dout": {}, "grads": {}}
 

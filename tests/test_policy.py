@@ -46,7 +46,7 @@ def test_steps(batch_num, expected):
 def test_negative_steps_never_fire_like_darknet(capsys, monkeypatch):
     """yolov2-tiny-voc.cfg: steps=-1,100,20000,30000 scales=.1,10,.1,.1 trains at the base
     rate: darknet compares int steps with a size_t batch number, so -1 is huge."""
-    monkeypatch.setattr("darknet_py.policy._warned", set())   # other tests may have warned
+    monkeypatch.setattr("darknet_py.log._said", set())   # other tests may have warned
     opts = options(policy="steps", steps=[-1, 100, 20000, 30000], scales=[.1, 10, .1, .1])
     for batch_num in (0, 150, 25000, 40000):
         assert rate_at(opts, batch_num) == pytest.approx(0.01, rel=1e-6)

@@ -7,7 +7,8 @@ import pytest
 
 import darknet_py
 from darknet_py.errors import WeightsError
-from darknet_py.weights import partial, read_header
+from darknet_py.network import partial
+from darknet_py.weights import read_header
 from conftest import DARKNET, ORACLE, SHARED, need_shared
 
 # (cfg, weights) pairs for every weights file in ../shared, paths relative to ../shared

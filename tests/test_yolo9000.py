@@ -64,13 +64,13 @@ def test_tree_softmax_gradient_matches_finite_differences(small_tree):
     truth[0, [0, 1]] = [1, 0]
     truth[0, [2, 3, 4]] = [0, 1, 0]
     truth[0, [5, 6]] = [1, 0]
-    net.train, net.truth = True, truth
-    layer.forward(x, net)
+    step = net.step(train=True, truth=truth)
+    layer.forward(x, step)
     delta = layer.delta.reshape(-1).astype(np.float64)
 
     def loss(values):
-        net.train, net.truth = True, truth
-        layer.forward(values.astype(np.float32), net)
+        step = net.step(train=True, truth=truth)
+        layer.forward(values.astype(np.float32), step)
         return layer.cost
 
     step = 1e-2
@@ -104,10 +104,10 @@ def test_joint_step_classification_image_has_no_coordinate_loss(small_tree):
     truth[1, :5] = [CLASS_ONLY_MARK] * 4 + [5]          # classification image: class 5
     net.train_step(x, truth)
     # region deltas of the last minibatch, before the logistic gradient: recompute them
-    net.train, net.truth = True, truth
+    step = net.step(train=True, truth=truth)
     out = x
     for layer in net.layers:
-        out = layer.forward(out, net)
+        out = layer.forward(out, step)
     delta = region.delta.reshape(2, 2, region.entries, -1)
     cls_img = delta[1]
     assert np.all(cls_img[:, 0:4] == 0)                  # no coordinate loss
@@ -132,10 +132,10 @@ def test_joint_step_updates_only_reached_classes(small_tree):
     x = np.random.default_rng(2).random((2, 3, 32, 32), dtype=np.float32)
     truth = np.zeros((2, 150), np.float32)
     truth[:, :5] = [CLASS_ONLY_MARK] * 4 + [3]
-    net.train, net.truth = True, truth
+    step = net.step(train=True, truth=truth)
     out = x
     for layer in net.layers:
-        out = layer.forward(out, net)
+        out = layer.forward(out, step)
     delta = region.delta.reshape(2, 2, region.entries, -1)
     assert np.all(delta[:, :, 5 + 5] == 0) and np.all(delta[:, :, 5 + 6] == 0)
     assert np.any(delta[:, :, 5 + 3] != 0)

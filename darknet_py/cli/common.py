@@ -25,9 +25,7 @@ def read_names(data_path, default="data/names.list"):
 
 
 def load_for_inference(cfg, weights, device, exact=False):
-    net = load_network(cfg, weights, batch=1, device=device, verbose=True)
-    net.exact = exact
-    return net
+    return load_network(cfg, weights, batch=1, device=device, verbose=True, exact=exact)
 
 
 def image_paths(filename):

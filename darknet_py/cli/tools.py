@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import DarknetError
 from ..image import letterbox_image, load_image
 from ..network import load_network
-from ..weights import partial
+from ..network import partial
 from . import Args, device_from
 
 PARTIAL_USAGE = "python -m darknet_py partial <cfg> <weights> <output> <layers>"
@@ -36,8 +36,7 @@ def forward_main(argv):
     if source is None or dump is None:
         raise SystemExit(f"usage: {FORWARD_USAGE}")
     net = load_network(cfg, None if weights == "none" else weights, batch=1, device=device,
-                       seed=seed)
-    net.exact = exact
+                       seed=seed, exact=exact)
     if source.endswith(".npy"):
         x = np.load(source).astype(np.float32)
         if x.ndim == 3:

@@ -1,15 +1,11 @@
 """One classification training sample as darknet's load_data_augment makes it: a random
 rotated crop, a random flip and HSV distortion; the label is the class whose name occurs
 in the image path (darknet's fill_truth, strstr on the path)."""
-import sys
-
 import numpy as np
 
+from .. import log
 from ..image import load_image
 from .augment import flip_image, random_augment_image, random_distort_image
-
-_warned = set()
-
 
 def class_truth(path, labels):
     """One-hot truth: every label that occurs in the path is set (darknet warns when not
@@ -18,10 +14,9 @@ def class_truth(path, labels):
     for index, label in enumerate(labels):
         if label in path:
             truth[index] = 1
-    if truth.sum() != 1 and path not in _warned:
-        _warned.add(path)
-        print(f"darknet_py: warning: Too many or too few labels: {int(truth.sum())}, {path}",
-              file=sys.stderr)
+    if truth.sum() != 1:
+        log.warn_once(("labels", path), f"Too many or too few labels: {int(truth.sum())}, "
+                                        f"{path}")
     return truth
 
 

@@ -2,16 +2,15 @@
 aspect ratio and placement on a 0.5 canvas, HSV distortion, random flip, and the truth
 boxes corrected for all of it (fill_truth_detection / correct_boxes)."""
 import os
-import sys
 
 import numpy as np
 
+from .. import log
 from ..evaluation.labels import label_path, read_label_file
 from ..image import load_image
 from .augment import flip_image, place_image, rand_uniform, random_distort_image
 
 F32 = np.float32
-_missing_warned = set()
 
 
 def read_boxes(image_path, class_labels=None):
@@ -29,10 +28,7 @@ def read_boxes(image_path, class_labels=None):
     try:
         labels = read_label_file(path)
     except Exception as err:   # noqa: BLE001 - a bad label file must not stop training
-        if path not in _missing_warned:
-            _missing_warned.add(path)
-            print(f"darknet_py: warning: {err}; training on {image_path} with no boxes",
-                  file=sys.stderr)
+        log.warn_once(("label file", path), f"{err}; training on {image_path} with no boxes")
         return np.zeros(0, np.int64), np.zeros((0, 4), F32)
     return labels.classes, labels.xywh.astype(F32)
 

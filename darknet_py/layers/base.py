@@ -1,16 +1,19 @@
 """What every layer shares: its place in the graph, shapes, and darknet's printed summary."""
 from ..errors import CfgError
+from .params import allocate, file_params
 
 
 class Layer:
-    """A layer reads `section` (a config.Section) and the previous layer's output shape.
+    """A layer reads `section` (a config.Section), the previous layer's output shape and,
+    for the route layer, the layers before it (`previous`); nothing else of the network.
 
-    Subclasses set out_c/out_h/out_w in __init__ and implement forward(); layers with
-    parameters list them in `param_layout()` in the order of the .weights file.
+    Subclasses set out_c/out_h/out_w in __init__ and implement forward(x, step) and
+    backward(step, input_delta) (step: layers.step.Step). Layers with arrays list them in
+    `params()` (layers.params.Param rows) and call allocate_params() once shapes are known.
     """
     type = "layer"
 
-    def __init__(self, section, index, in_shape, net):
+    def __init__(self, section, index, in_shape, previous=()):
         self.section = section
         self.index = index
         self.c, self.h, self.w = in_shape
@@ -42,7 +45,7 @@ class Layer:
     def out_shape(self):
         return (self.out_c, self.out_h, self.out_w)
 
-    def resize(self, in_shape, net):
+    def resize(self, in_shape):
         """Adopt a new input size (multi-scale training, other net sizes)."""
         self.c, self.h, self.w = in_shape
         self.out_c, self.out_h, self.out_w = in_shape
@@ -52,15 +55,16 @@ class Layer:
         return CfgError(f"{where} layer {self.index}: {message}")
 
     # -- parameters --------------------------------------------------------------------
-    def param_layout(self):
-        """[(attribute, shape)] in the order darknet writes them to a .weights file."""
+    def params(self):
+        """This layer's table of arrays (layers.params.Param), .weights order first."""
         return []
 
-    def init_random(self, rng):
-        """Darknet's initial values, drawing from `rng` (a rand.GlibcRandom) as darknet does."""
+    def allocate_params(self):
+        allocate(self)
 
-    def skip_random(self, rng):
-        """Advance `rng` past this layer's draws (its values came from a weights file)."""
+    def param_layout(self):
+        """[(attribute, shape)] in the order darknet writes them to a .weights file."""
+        return [(param.name, param.shape) for param in file_params(self)]
 
     # -- computation -------------------------------------------------------------------
     # A layer whose delta is its input's delta (dropout) sets this; the network then
@@ -71,18 +75,16 @@ class Layer:
     has_cost = False
     cost = 0.0
 
-    def forward(self, x, net):
+    # A layer with a loss may leave its statistics here after a training forward (the
+    # region layer's IoU, recall...); the trainer prints them.
+    stats = None
+
+    def forward(self, x, step):
         raise NotImplementedError
 
-    def backward(self, net, input_delta):
+    def backward(self, step, input_delta):
         """Add (or, where darknet overwrites, write) -dLoss/dinput into input_delta, the
         previous layer's delta (None for the first layer), and accumulate *_updates."""
-
-    def zero_updates(self, ops):
-        """Allocate the *_updates accumulators (layers with parameters)."""
-
-    def update(self, net, rate, momentum, decay_term):
-        """Apply darknet's SGD step to the parameters (layers with parameters)."""
 
     def bflops(self):
         return 0.0

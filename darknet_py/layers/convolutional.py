@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import activations
+from .params import Param, batchnorm_params
 from .weighted import WeightedLayer
 
 
@@ -16,8 +17,8 @@ def parse_activation(layer, section):
 class ConvolutionalLayer(WeightedLayer):
     type = "convolutional"
 
-    def __init__(self, section, index, in_shape, net):
-        super().__init__(section, index, in_shape, net)
+    def __init__(self, section, index, in_shape, previous=()):
+        super().__init__(section, index, in_shape, previous)
         self.n_filters = section.integer("filters", 1)
         self.size = section.integer("size", 1)
         self.stride = section.integer("stride", 1)
@@ -40,13 +41,7 @@ class ConvolutionalLayer(WeightedLayer):
             raise self.error(f"groups={self.groups} must divide the input channels ({self.c}) "
                              f"and filters ({self.n_filters})", "groups")
         self._set_shape()
-        n, k = self.n_filters, self.size
-        self.biases = np.zeros(n, np.float32)
-        self.weights = np.zeros((n, self.c // self.groups, k, k), np.float32)
-        if self.batch_normalize:
-            self.scales = np.ones(n, np.float32)
-            self.rolling_mean = np.zeros(n, np.float32)
-            self.rolling_variance = np.zeros(n, np.float32)
+        self.allocate_params()
 
     def _set_shape(self):
         self.out_h = (self.h + 2 * self.padding - self.size) // self.stride + 1
@@ -56,25 +51,20 @@ class ConvolutionalLayer(WeightedLayer):
             raise self.error(f"a {self.size}x{self.size}/{self.stride} convolution of a "
                              f"{self.w}x{self.h} input leaves no output")
 
-    def resize(self, in_shape, net):
+    def resize(self, in_shape):
         self.c, self.h, self.w = in_shape
         self._set_shape()
 
-    def param_layout(self):
-        layout = [("biases", self.biases.shape)]
+    def params(self):
+        n, k = self.n_filters, self.size
+        # make_convolutional_layer: weights = sqrt(2/(size*size*c/groups)) * N(0, 1)
+        fan_in = k * k * self.c // self.groups
+        table = [Param("biases", (n,), update="bias_updates")]
         if self.batch_normalize:
-            layout += [("scales", (self.n_filters,)), ("rolling_mean", (self.n_filters,)),
-                       ("rolling_variance", (self.n_filters,))]
-        return layout + [("weights", self.weights.shape)]
-
-    def init_random(self, rng):
-        # make_convolutional_layer: scale = sqrt(2/(size*size*c/groups)), weights = scale*N(0,1)
-        fan_in = self.size * self.size * self.c // self.groups
-        scale = np.float32(np.sqrt(2.0 / fan_in))
-        self.weights[...] = (scale * rng.normal(self.weights.size)).reshape(self.weights.shape)
-
-    def skip_random(self, rng):
-        rng.skip_normal(self.weights.size)
+            table += batchnorm_params(n)
+        return table + [Param("weights", (n, self.c // self.groups, k, k),
+                              update="weight_updates", decay=True, init="normal",
+                              init_scale=float(np.sqrt(2.0 / fan_in)))]
 
     def _columns(self, x, ops):
         """The GEMM's right operand. Darknet skips im2col for every 1x1 kernel (whatever
@@ -83,25 +73,25 @@ class ConvolutionalLayer(WeightedLayer):
             return x.reshape(x.shape[0], self.c, self.h * self.w)
         return ops.im2col(x, self.size, self.stride, self.padding, self.out_h, self.out_w)
 
-    def forward(self, x, net):
-        ops = net.ops
+    def forward(self, x, step):
+        ops = step.ops
         batch, groups = x.shape[0], self.groups
         hw = self.out_h * self.out_w
         self.input = x
         cols = self._columns(x, ops).reshape(batch, groups, -1, hw)
         filters = self.weights.reshape(groups, self.n_filters // groups, -1)
-        out = ops.matmul(filters, cols, net.exact)
+        out = ops.matmul(filters, cols, step.exact)
         out = out.reshape(batch, self.n_filters, self.out_h, self.out_w)
-        self.output = self.normalize_activate(out, net)
+        self.output = self.normalize_activate(out, step)
         return self.output
 
     # -- training ----------------------------------------------------------------------
-    def backward(self, net, input_delta):
+    def backward(self, step, input_delta):
         """backward_convolutional_layer. input_delta (the previous layer's delta) is
         accumulated through col2im for k > 1 but OVERWRITTEN for 1x1 kernels: darknet's gemm
         writes it with beta = 0 there. Kept on purpose: trained weights came from this."""
-        ops = net.ops
-        delta = self.delta_before_normalize(net)
+        ops = step.ops
+        delta = self.delta_before_normalize(step)
         batch, groups, hw = delta.shape[0], self.groups, self.out_h * self.out_w
         per_group = self.n_filters // groups
         grouped = delta.reshape(batch, groups, per_group, hw)
@@ -113,11 +103,11 @@ class ConvolutionalLayer(WeightedLayer):
         for image in range(batch):
             for group in range(groups):
                 updates[group] += ops.matmul(grouped[image, group], cols[image, group].T,
-                                             net.exact)
+                                             step.exact)
         if input_delta is None:
             return
         filters = self.weights.reshape(groups, per_group, -1)
-        col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, net.exact)
+        col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, step.exact)
         if self.size == 1:
             input_delta[...] = col_delta.reshape(input_delta.shape)
         else:

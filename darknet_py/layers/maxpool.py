@@ -9,8 +9,8 @@ from .base import Layer
 class MaxpoolLayer(Layer):
     type = "maxpool"
 
-    def __init__(self, section, index, in_shape, net):
-        super().__init__(section, index, in_shape, net)
+    def __init__(self, section, index, in_shape, previous=()):
+        super().__init__(section, index, in_shape, previous)
         self.stride = section.integer("stride", 1)
         self.size = section.integer("size", self.stride)
         self.padding = section.integer("padding", self.size - 1)
@@ -27,20 +27,21 @@ class MaxpoolLayer(Layer):
             raise self.error(f"a {self.size}x{self.size}/{self.stride} maxpool of a "
                              f"{self.w}x{self.h} input leaves no output")
 
-    def resize(self, in_shape, net):
+    def resize(self, in_shape):
         self.c, self.h, self.w = in_shape
         self._set_shape()
 
-    def forward(self, x, net):
-        self.output, self.indexes = net.ops.maxpool(x, self.size, self.stride, self.padding,
-                                                    self.out_h, self.out_w,
-                                                    want_indexes=net.train)
+    def forward(self, x, step):
+        self.output, self.indexes = step.ops.maxpool(x, self.size, self.stride, self.padding,
+                                                     self.out_h, self.out_w,
+                                                     want_indexes=step.train)
         return self.output
 
-    def backward(self, net, input_delta):
+    def backward(self, step, input_delta):
         if input_delta is not None:
-            input_delta += net.ops.maxpool_backward(self.delta, self.indexes, input_delta.shape,
-                                                    self.size, self.stride, self.padding)
+            input_delta += step.ops.maxpool_backward(self.delta, self.indexes,
+                                                     input_delta.shape, self.size,
+                                                     self.stride, self.padding)
 
     def describe(self):
         return (f"max          {self.size} x {self.size} / {self.stride}  {self.w:4d} x{self.h:4d} "

@@ -8,20 +8,20 @@ objectness go through the logistic, classes through a softmax, or through a tree
 The tree softmax follows darknet's GPU kernel (softmax_tree), since darknet's CPU version
 divides by a zero temperature and reads the wrong elements: see docs/QUIRKS.md.
 """
-import numpy as np
-
+from .. import log
 from ..config import find_data_file
-from ..tree import read_map, read_tree
 from ..region_loss import region_loss
+from ..tree import read_map, read_tree
 from .base import Layer
+from .params import Param
 
 
 class RegionLayer(Layer):
     type = "region"
     has_cost = True
 
-    def __init__(self, section, index, in_shape, net):
-        super().__init__(section, index, in_shape, net)
+    def __init__(self, section, index, in_shape, previous=()):
+        super().__init__(section, index, in_shape, previous)
         self.coords = section.integer("coords", 4)
         self.classes = section.integer("classes", 20)
         self.n_anchors = section.integer("num", 1)
@@ -51,12 +51,12 @@ class RegionLayer(Layer):
                              f"{self.classes}", "tree")
         # darknet fills biases with .5, then reads anchors=; it writes every listed number,
         # overrunning the 2*num buffer when more are given (ttt4.cfg). We keep the first 2*num.
-        self.biases = np.full(2 * self.n_anchors, 0.5, dtype=np.float32)
+        self.allocate_params()
         anchors = section.numbers("anchors", float, [])
         if len(anchors) > 2 * self.n_anchors:
-            print(f"{section.where(section.options['anchors'])} warning: {len(anchors)} anchor "
-                  f"values for num={self.n_anchors}; using the first {2 * self.n_anchors} as "
-                  "darknet reads them")
+            log.warn(f"{section.where(section.options['anchors'])} {len(anchors)} anchor "
+                     f"values for num={self.n_anchors}; using the first {2 * self.n_anchors} "
+                     "as darknet reads them")
         used = anchors[:2 * self.n_anchors]
         self.biases[:len(used)] = used
         self.entries = self.coords + self.classes + 1
@@ -69,39 +69,37 @@ class RegionLayer(Layer):
                              f"{self.classes} + 1) = {self.out_c} channels expected, but the "
                              f"previous layer gives {self.c}")
 
-    def resize(self, in_shape, net):
+    def params(self):
+        # the anchors (darknet's l.biases): neither trained nor saved; on the host, where
+        # the loss and the box decoding read them
+        return [Param("biases", (2 * self.n_anchors,), fill=0.5, in_file=False,
+                      on_device=False)]
+
+    def resize(self, in_shape):
         self.c, self.h, self.w = in_shape
         self._check_shape()
 
-    @property
-    def class_offset(self):
-        return self.coords + (0 if self.background else 1)
-
-    def forward(self, x, net):
-        ops = net.ops
+    def forward(self, x, step):
+        ops = step.ops
         batch = x.shape[0]
         tree_offsets = self.tree.group_offset if self.tree is not None else None
         out = ops.region_activate(x, self.n_anchors, self.entries, self.coords, self.classes,
                                   self.background, self.softmax, tree_offsets)
         self.output = out.reshape(batch, self.out_c, self.out_h, self.out_w)
-        if net.train and not self.onlyforward:
+        if step.train and not self.onlyforward:
             # the loss runs on the host (region_loss.py), as darknet's GPU path pulls the
-            # output to the CPU for it; the delta goes back to the backend's memory
+            # output to the CPU for it; the delta goes back to the backend's memory. The
+            # statistics (darknet's "Region Avg IOU" line) are left in self.stats.
             grid = ops.to_host(self.output).reshape(batch, self.n_anchors, self.entries, -1)
-            delta, self.cost, self.stats = region_loss(self, grid, ops.to_host(net.truth),
-                                                       net.seen)
+            delta, self.cost, self.stats = region_loss(self, grid, ops.to_host(step.truth),
+                                                       step.seen)
             self.delta = ops.to_device(delta).reshape(self.output.shape)
-            if net.log:
-                stats = self.stats
-                net.log(f"Region Avg IOU: {stats['avg_iou']:f}, Class: {stats['class']:f}, "
-                        f"Obj: {stats['obj']:f}, No Obj: {stats['no_obj']:f}, "
-                        f"Avg Recall: {stats['recall']:f},  count: {stats['count']}")
         return self.output
 
-    def backward(self, net, input_delta):
+    def backward(self, step, input_delta):
         """backward_region_layer_gpu (darknet's CPU version is empty): the logistic's
         gradient on x, y and objectness, then net.delta += delta."""
-        ops = net.ops
+        ops = step.ops
         batch = self.delta.shape[0]
         delta = self.delta.reshape(batch, self.n_anchors, self.entries, -1).copy()
         out = self.output.reshape(delta.shape)

@@ -10,8 +10,8 @@ from .base import Layer
 class ReorgLayer(Layer):
     type = "reorg"
 
-    def __init__(self, section, index, in_shape, net):
-        super().__init__(section, index, in_shape, net)
+    def __init__(self, section, index, in_shape, previous=()):
+        super().__init__(section, index, in_shape, previous)
         self.stride = section.integer("stride", 1)
         self.reverse = section.integer("reverse", 0)
         for unsupported in ("flatten", "extra"):
@@ -36,20 +36,20 @@ class ReorgLayer(Layer):
                 raise self.error(f"reorg /{s} needs channels ({self.c}) divisible by {s * s}")
             self.out_w, self.out_h, self.out_c = self.w // s, self.h // s, self.c * s * s
 
-    def resize(self, in_shape, net):
+    def resize(self, in_shape):
         self.c, self.h, self.w = in_shape
         self._set_shape()
 
-    def forward(self, x, net):
-        shuffled = net.ops.reorg(x, self.stride, forward=bool(self.reverse))
+    def forward(self, x, step):
+        shuffled = step.ops.reorg(x, self.stride, forward=bool(self.reverse))
         self.output = shuffled.reshape(x.shape[0], self.out_c, self.out_h, self.out_w)
         return self.output
 
-    def backward(self, net, input_delta):
+    def backward(self, step, input_delta):
         """The inverse shuffle, written over (not added to) the previous delta, as darknet."""
         if input_delta is not None:
             flat = self.delta.reshape(input_delta.shape)
-            input_delta[...] = net.ops.reorg(flat, self.stride, forward=not self.reverse)
+            input_delta[...] = step.ops.reorg(flat, self.stride, forward=not self.reverse)
 
     def describe(self):
         return (f"reorg              /{self.stride:2d}  {self.w:4d} x{self.h:4d} x{self.c:4d}   ->  "

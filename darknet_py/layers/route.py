@@ -8,8 +8,8 @@ from .base import Layer
 class RouteLayer(Layer):
     type = "route"
 
-    def __init__(self, section, index, in_shape, net):
-        super().__init__(section, index, in_shape, net)
+    def __init__(self, section, index, in_shape, previous=()):
+        super().__init__(section, index, in_shape, previous)
         values = section.numbers("layers", int)
         if not values:
             raise self.error("a route layer needs 'layers=' (the layers to concatenate)")
@@ -20,14 +20,15 @@ class RouteLayer(Layer):
                 raise self.error(f"layers={value} points at layer {source}, but only layers "
                                  f"0..{index - 1} come before it", "layers")
             self.sources.append(source)
-        self._set_shape(net.layers)
+        # the layers themselves: their outputs are read in forward, their deltas added to
+        self.source_layers = [previous[source] for source in self.sources]
+        self._set_shape()
 
-    def _set_shape(self, layers):
-        first = layers[self.sources[0]]
+    def _set_shape(self):
+        first = self.source_layers[0]
         self.out_w, self.out_h = first.out_w, first.out_h
         self.out_c = 0
-        for source in self.sources:
-            layer = layers[source]
+        for source, layer in zip(self.sources, self.source_layers):
             if (layer.out_w, layer.out_h) != (self.out_w, self.out_h):
                 raise self.error(f"cannot concatenate layer {source} ({layer.out_w}x"
                                  f"{layer.out_h}) with layer {self.sources[0]} ({self.out_w}x"
@@ -35,23 +36,22 @@ class RouteLayer(Layer):
             self.out_c += layer.out_c
         self.c, self.h, self.w = self.out_c, self.out_h, self.out_w
 
-    def resize(self, in_shape, net):
-        self._set_shape(net.layers)
+    def resize(self, in_shape):
+        self._set_shape()
 
-    def forward(self, x, net):
+    def forward(self, x, step):
         batch = x.shape[0]
-        parts = [net.layers[source].output.reshape(batch, -1) for source in self.sources]
-        joined = net.ops.xp.concatenate(parts, axis=1)
+        parts = [layer.output.reshape(batch, -1) for layer in self.source_layers]
+        joined = step.ops.xp.concatenate(parts, axis=1)
         self.output = joined.reshape(batch, self.out_c, self.out_h, self.out_w)
         return self.output
 
-    def backward(self, net, input_delta):
+    def backward(self, step, input_delta):
         """Each source layer's delta gets its slice of this layer's delta (axpy: adds)."""
         batch = self.delta.shape[0]
         flat = self.delta.reshape(batch, -1)
         offset = 0
-        for source in self.sources:
-            layer = net.layers[source]
+        for layer in self.source_layers:
             size = layer.outputs
             layer.delta += flat[:, offset:offset + size].reshape(layer.delta.shape)
             offset += size

@@ -14,8 +14,8 @@ class SoftmaxLayer(Layer):
     type = "softmax"
     has_cost = True
 
-    def __init__(self, section, index, in_shape, net):
-        super().__init__(section, index, in_shape, net)
+    def __init__(self, section, index, in_shape, previous=()):
+        super().__init__(section, index, in_shape, previous)
         self.groups = section.integer("groups", 1)
         self.temperature = section.number("temperature", 1.0)
         tree_path = find_data_file(section, "tree")
@@ -35,7 +35,7 @@ class SoftmaxLayer(Layer):
                              "groups")
         self.out_c, self.out_h, self.out_w = self.inputs, 1, 1
 
-    def resize(self, in_shape, net):
+    def resize(self, in_shape):
         self.c, self.h, self.w = in_shape
         self._set_shape()
 
@@ -44,20 +44,20 @@ class SoftmaxLayer(Layer):
             return self.tree.group_offset
         return np.arange(self.groups) * (self.inputs // self.groups)
 
-    def forward(self, x, net):
+    def forward(self, x, step):
         flat = x.reshape(x.shape[0], -1)
-        probs = net.ops.softmax_groups(flat, self.group_offsets(), self.temperature)
+        probs = step.ops.softmax_groups(flat, self.group_offsets(), self.temperature)
         self.output = probs.reshape(x.shape[0], self.outputs, 1, 1)
-        if net.train and net.truth is not None and not self.noloss:
+        if step.train and step.truth is not None and not self.noloss:
             # softmax_x_ent_cpu: delta = truth - p; loss = -log(p) where the truth is set
-            truth = net.truth.reshape(self.output.shape)
+            truth = step.truth.reshape(self.output.shape)
             # darknet's GPU path masks the tree entries a label does not reach (truth ==
             # SECRET_NUM): no gradient and no loss there
-            self.delta, self.cost = net.ops.softmax_cross_entropy(truth, self.output,
-                                                                  masked=self.tree is not None)
+            self.delta, self.cost = step.ops.softmax_cross_entropy(
+                truth, self.output, masked=self.tree is not None)
         return self.output
 
-    def backward(self, net, input_delta):
+    def backward(self, step, input_delta):
         if input_delta is not None:
             input_delta += self.delta.reshape(input_delta.shape)
 

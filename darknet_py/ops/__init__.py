@@ -8,11 +8,10 @@ Device choice follows darknet: a GPU index (`-i <gpu>`, `device=0`) asks for tha
 else the CPU. The environment variable DARKNET_PY_DEVICE ('cpu' or an index) replaces that
 default (e.g. to run the CPU test suite on a GPU machine).
 """
-import os
-import sys
-
+from .. import log, settings
 from ..errors import DarknetError
 from . import numpy_ops
+from .interface import Backend  # noqa: F401 (the typed interface both backends implement)
 
 _GPU_COUNT = None
 _BACKENDS = {}
@@ -35,16 +34,10 @@ def gpu_available():
 
 
 def _default_device():
-    value = os.environ.get("DARKNET_PY_DEVICE", "").strip().lower()
-    if not value:
-        return None
-    if value in ("cpu", "-1"):
-        return "cpu"
     try:
-        return int(value)
-    except ValueError:
-        print(f"darknet_py: DARKNET_PY_DEVICE={value!r} is neither 'cpu' nor a GPU index; "
-              "ignored", file=sys.stderr)
+        return settings.default_device()
+    except ValueError as err:
+        log.warn(f"{err}; ignored")
         return None
 
 
@@ -66,8 +59,8 @@ def get_ops(device=None):
     index = int(device)
     count = gpu_count()
     if not count:
-        print(f"darknet_py: no GPU backend available for device {device!r} (CuPy or a CUDA "
-              "device is missing); using the CPU", file=sys.stderr)
+        log.warn(f"no GPU backend available for device {device!r} (CuPy or a CUDA device "
+                 "is missing); using the CPU")
         return numpy_ops
     if not 0 <= index < count:
         raise DarknetError(f"GPU {index} does not exist: CuPy sees {count} device(s), "

@@ -18,21 +18,17 @@ on machines without it. A backend instance holds one device; `get_ops(i)` in `op
 makes and caches them.
 """
 import os
-from pathlib import Path
 
 import numpy as np
 
-from .. import activations
+from .. import activations, settings
 
 name = "cupy"
 F32 = np.float32
 F64 = np.float64
-FLT_MAX = np.finfo(np.float32).max
-BN_EPSILON = F64(F32(1e-6))   # the CPU rule on every backend: docs/QUIRKS.md
 
 # kernels/ beside the package (an editable install or a checkout); DARKNET_PY_KERNELS overrides
-KERNEL_DIR = Path(os.environ.get("DARKNET_PY_KERNELS",
-                                 Path(__file__).resolve().parents[2] / "kernels"))
+KERNEL_DIR = settings.kernel_dir()
 KERNEL_FILES = ("activations.cu", "batchnorm.cu", "gemm.cu", "im2col.cu", "pooling.cu",
                 "region.cu", "reorg.cu", "sgd.cu", "softmax.cu")
 # --fmad=false: no a*b+c contracted into an FMA, so products round as the NumPy backend's do
@@ -66,7 +62,6 @@ class CupyOps:
     with CuPy's API (tests/cuda_emulator.py runs the kernels on the CPU)."""
 
     name = name
-    F32, F64, FLT_MAX, BN_EPSILON = F32, F64, FLT_MAX, BN_EPSILON
 
     def __init__(self, device=0, cupy_module=None, tf32=None):
         self.cp = cupy_module if cupy_module is not None else import_cupy()
@@ -76,7 +71,7 @@ class CupyOps:
         self._kernels = {}
         self._int_arrays = {}
         if tf32 is None:
-            tf32 = os.environ.get("DARKNET_PY_TF32", "0") not in ("", "0")
+            tf32 = settings.tf32_enabled()
         self.set_tf32(tf32)
 
     # -------------------------------------------------------------- plumbing
@@ -268,6 +263,8 @@ class CupyOps:
 
     # -------------------------------------------------------------- pooling
     def maxpool(self, x, size, stride, pad, out_h, out_w, want_indexes=True):
+        """The kernel always writes the winners' indexes (it costs little on the GPU);
+        they are returned only when wanted, as the NumPy backend does."""
         x = self._c(x)
         batch, channels, height, width = x.shape
         out = self._empty((batch, channels, out_h, out_w))
@@ -276,12 +273,10 @@ class CupyOps:
         self._launch("pooling.cu", "maxpool_forward", out.size,
                      (x, i32(batch), i32(channels), i32(height), i32(width), i32(size),
                       i32(stride), i32(pad), i32(out_h), i32(out_w), out, indexes))
-        return out, indexes
+        return out, (indexes if want_indexes else None)
 
-    def maxpool_backward(self, delta, indexes, input_shape, size=None, stride=None, pad=None):
+    def maxpool_backward(self, delta, indexes, input_shape, size, stride, pad):
         """The window geometry (size, stride, pad) lets each input cell gather its deltas."""
-        if size is None or stride is None or pad is None:
-            raise TypeError("the CuPy maxpool_backward needs size, stride and pad")
         delta = self._c(delta)
         indexes = self.cp.ascontiguousarray(indexes, dtype=np.int32)
         batch, channels, height, width = input_shape

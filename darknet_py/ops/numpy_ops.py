@@ -13,16 +13,13 @@ import threading
 import numpy as np
 
 from .. import activations
+from ..settings import BN_BACKWARD_EPSILON, BN_EPSILON, FLT_MAX, SECRET_NUM
 from .threads import for_blocks
 
 name = "numpy"
 xp = np
 F32 = np.float32
 F64 = np.float64
-FLT_MAX = np.finfo(np.float32).max
-# Darknet's CPU batch norm: (x - mean) / (sqrt(var) + .000001f). See docs/QUIRKS.md.
-BN_EPSILON = F64(F32(1e-6))
-SECRET_NUM = -1234   # darknet's "no truth here" marker (layers/cost.py)
 
 
 def to_device(array):
@@ -31,6 +28,14 @@ def to_device(array):
 
 def to_host(array):
     return np.asarray(array)
+
+
+def synchronize():
+    """Nothing is queued on the CPU."""
+
+
+def peak_device_bytes():
+    return None
 
 
 def zeros(shape):
@@ -479,7 +484,7 @@ def batchnorm_backward(delta, x, mean, variance, scales):
     while its CPU forward divided by sqrt(var) + 1e-6."""
     count = x.shape[0] * x.shape[2] * x.shape[3]
     delta = delta * scales[None, :, None, None]
-    var_eps = (variance + F32(1e-5)).astype(F64)
+    var_eps = (variance + BN_BACKWARD_EPSILON).astype(F64)
     mean_delta = (channel_sums(delta).astype(F64) * (-1.0 / np.sqrt(var_eps))).astype(F32)
     centred = x - mean[None, :, None, None]
     variance_delta = channel_sums(delta * centred).astype(F64)
@@ -490,9 +495,10 @@ def batchnorm_backward(delta, x, mean, variance, scales):
     return out.astype(F32)
 
 
-def maxpool_backward(delta, indexes, input_shape, size=None, stride=None, pad=None):
+def maxpool_backward(delta, indexes, input_shape, size, stride, pad):
     """Each output's delta goes to the input cell that won the max (accumulating).
-    size, stride, pad: the window geometry (the GPU backend gathers with it; unused here)."""
+    size, stride, pad: the window geometry (the GPU backend gathers with it; the indexes
+    say everything here)."""
     grad = np.zeros(int(np.prod(input_shape)), dtype=F32)
     valid = indexes >= 0
     np.add.at(grad, indexes[valid], delta[valid])

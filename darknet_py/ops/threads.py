@@ -12,6 +12,8 @@ DARKNET_PY_THREADS sets the number of threads (default: the cores this process m
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from ..settings import thread_count
+
 # Below this many elements a job runs inline: the pool's hand-off (~20 us) would cost more.
 MIN_PARALLEL_ELEMENTS = 1 << 16
 # Elements per block: 64K floats = 256 KB, well inside a core's L2 next to a temporary.
@@ -19,16 +21,6 @@ BLOCK_ELEMENTS = 1 << 16
 
 _pool = None
 _pool_pid = None
-
-
-def thread_count():
-    value = os.environ.get("DARKNET_PY_THREADS", "").strip()
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
-        return os.cpu_count() or 1
 
 
 def _executor():
