@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from darknet_py import image as dimage
+from darknet_py import jpeg as djpeg
+from darknet_py.draw import draw_detections, get_color, save_image
 from darknet_py.errors import ImageError
-from darknet_py.image import (draw_detections, get_color, letterbox_image, letterbox_size,
-                              load_image, resize_image, save_image)
+from darknet_py.image import letterbox_image, letterbox_size, load_image, resize_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ORACLE = SHARED / "oracle"
@@ -31,7 +31,7 @@ def _letterbox_cases():
 
 @pytest.mark.parametrize("case", _letterbox_cases())
 def test_letterbox_input_matches_darknet_exactly(case):
-    # Tolerance 0: with stb_image's integer JPEG arithmetic reproduced in _decode_jpeg and
+    # Tolerance 0: with stb_image's integer JPEG arithmetic reproduced in jpeg.decode_jpeg and
     # resize_image in darknet's float32 order, every oracle input.npy matched bit for bit
     # (measured: 18 cases, 0 differing values). Decoding with Pillow/libjpeg instead gives
     # 5-15 % of the decoded bytes 1-3 levels off: max |diff| 2.9/255, rel L2 ~1.8e-3.
@@ -179,7 +179,7 @@ def test_jpeg_decoder_is_close_to_libjpeg(subsampling, extra):
     # Without stb_image at hand, a sanity bound: stb and libjpeg round differently, by at most
     # 3 levels on this smooth image (measured max 3; a decoding bug gives far more).
     data = _jpeg_bytes(_gradient(), quality=90, subsampling=subsampling, **extra)
-    ours = dimage._decode_jpeg(data).astype(int)
+    ours = djpeg.decode_jpeg(data).astype(int)
     pillow = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
     assert ours.shape == pillow.shape
     assert np.abs(ours - pillow).max() <= 3
@@ -187,7 +187,7 @@ def test_jpeg_decoder_is_close_to_libjpeg(subsampling, extra):
 
 def test_jpeg_grey_is_replicated():
     data = _jpeg_bytes(_gradient()[..., 0], quality=90)
-    ours = dimage._decode_jpeg(data)
+    ours = djpeg.decode_jpeg(data)
     assert np.all(ours[..., 0] == ours[..., 1]) and np.all(ours[..., 1] == ours[..., 2])
 
 
@@ -204,14 +204,14 @@ def test_stb_upsampling_and_idct_by_hand():
     row = np.array([[0, 40, 100]])
     expected = [0, (0 + 40 + 2) >> 2, (120 + 0 + 2) >> 2, (120 + 100 + 2) >> 2,
                 (120 + 100 + 2) >> 2, 100]
-    assert dimage._upsample_h2(row)[0].tolist() == expected
+    assert djpeg._upsample_h2(row)[0].tolist() == expected
     t = np.array([[4, 8]])  # 2x2 filter on t = 3*near + far
-    assert dimage._upsample_hv2(t)[0].tolist() == [(4 + 2) >> 2, (12 + 8 + 8) >> 4,
+    assert djpeg._upsample_hv2(t)[0].tolist() == [(4 + 2) >> 2, (12 + 8 + 8) >> 4,
                                                    (24 + 4 + 8) >> 4, (8 + 2) >> 2]
     # A block with only a DC coefficient of 80 (dequantised) is flat 80/8 + 128 = 138.
     comp = {"coef": np.zeros((1, 64), np.int16), "bh": 1, "bw": 1}
     comp["coef"][0, 0] = 80
-    assert np.all(dimage._idct_plane(comp) == 138)
+    assert np.all(djpeg._idct_plane(comp) == 138)
 
 
 def test_truncated_jpeg_raises(tmp_path):
