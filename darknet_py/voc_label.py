@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from .data.labels import IMAGE_EXTENSIONS, difficult_label_path, label_path, read_voc_xml
 from .errors import DarknetError
-from .evaluation.labels import IMAGE_EXTENSIONS, difficult_label_path, label_path, read_voc_xml
 from .fileio import atomic_write_text
 
 # The extensions that truthfully name each format Pillow detects (first one used for links).

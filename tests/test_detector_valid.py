@@ -15,8 +15,9 @@ from conftest import DARKNET, ORACLE, need_shared
 from darknet_py import detection, load_network
 from darknet_py.__main__ import main as cli_main
 from darknet_py.cli import evaluate
+from darknet_py.data.labels import image_id, label_path, read_label_file
 from darknet_py.evaluation.ap import interpolated_ap, read_detection_file
-from darknet_py.evaluation.labels import image_id, label_path, read_label_file
+from darknet_py.evaluation.writers import COCO_IDS
 from darknet_py.image import letterbox_image, load_image
 from darknet_py.voc_label import voc_label
 
@@ -148,7 +149,7 @@ def test_out_prefix_and_coco_results(setup, tmp_path):
              for line in p.read_text().splitlines() if line.startswith(image + " ")]
     assert len(entries) == len(comp4)
     assert {e["image_id"] for e in entries} == {int(image.split("_")[1])}
-    assert {e["category_id"] for e in entries} <= set(evaluate.COCO_IDS[:20])
+    assert {e["category_id"] for e in entries} <= set(COCO_IDS[:20])
     assert all(e["bbox"][2] >= 0 and e["bbox"][0] + e["bbox"][2] <= 640 + 1e-3
                for e in entries)
     # -out replaces darknet's "comp4_det_test_" prefix

@@ -11,8 +11,8 @@ import pytest
 
 from darknet_py.errors import DarknetError
 from darknet_py.evaluation.ap import (ScoredBox, TruthBox, box_overlaps, class_ap, evaluate,
-                                      format_detection_line, interpolated_ap, mean_ap,
-                                      read_detection_file)
+                                      interpolated_ap, mean_ap, read_detection_file)
+from darknet_py.evaluation.writers import format_detection_line
 
 ALL_POINTS, ELEVEN = 0, 11
 

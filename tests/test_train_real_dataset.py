@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 import darknet_py
-from darknet_py.evaluation.labels import read_image_labels
+from darknet_py.data.labels import read_image_labels
 from darknet_py.train import train_detector
 from darknet_py.voc_label import voc_label
 from conftest import ROOT, need_shared

@@ -7,9 +7,9 @@ from PIL import Image
 
 from conftest import need_shared
 from darknet_py.__main__ import main as cli_main
+from darknet_py.data.labels import (difficult_label_path, image_id, label_path, read_image_labels,
+                                    read_label_file, read_voc_xml)
 from darknet_py.errors import DarknetError
-from darknet_py.evaluation.labels import (difficult_label_path, image_id, label_path,
-                                          read_image_labels, read_label_file, read_voc_xml)
 from darknet_py.voc_label import convert_box, voc_label
 
 

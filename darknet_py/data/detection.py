@@ -6,9 +6,9 @@ import os
 import numpy as np
 
 from .. import log
-from ..evaluation.labels import label_path, read_label_file
 from ..image import load_image
 from .augment import flip_image, place_image, rand_uniform, random_distort_image
+from .labels import label_path, read_label_file
 
 F32 = np.float32
 

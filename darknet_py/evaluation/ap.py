@@ -1,5 +1,5 @@
-"""Average precision as the Pascal VOC devkit computes it (VOCevaldet.m), and the comp4 files
-darknet's `detector valid` writes.
+"""Average precision as the Pascal VOC devkit computes it (VOCevaldet.m), and reading back the
+comp4 files darknet's `detector valid` writes (writing them is darknet_py.evaluation.writers).
 
 Per class: detections are sorted by decreasing confidence (a stable sort, as MATLAB's sort:
 equal scores keep file order); each is matched to the ground-truth box of its image with the
@@ -152,11 +152,6 @@ def evaluate(detections_by_class, truths_by_class, classes, iou_threshold=0.5, p
 
 
 # ------------------------------------------------------------------ comp4 files
-
-def format_detection_line(image, prob, xmin, ymin, xmax, ymax):
-    """A comp4 line as darknet's print_detector_detections writes it ("%s %f %f %f %f %f")."""
-    return f"{image} {prob:f} {xmin:f} {ymin:f} {xmax:f} {ymax:f}\n"
-
 
 def read_detection_file(path):
     """ScoredBoxes of a comp4_det_test_<class>.txt file, in file order."""

@@ -3,9 +3,9 @@ XML annotations.
 
 Darknet never stores where an image's labels are: it derives the path from the image path
 (data.c fill_truth_detection) by replacing the folder `images` or `JPEGImages` with `labels`
-and the image extension with `.txt`. Everything that reads ground truth here (map, recall,
-calc_anchors) uses the same rule so that a dataset laid out for darknet training evaluates
-without extra configuration.
+and the image extension with `.txt`. Everything that reads ground truth (training batches
+in data.detection; map, recall, calc_anchors and voc_label) uses this module, so a dataset
+laid out for darknet training evaluates without extra configuration.
 """
 import os
 import xml.etree.ElementTree as ET
