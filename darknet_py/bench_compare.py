@@ -1,15 +1,24 @@
-"""`bench --vs opencv|torch`: the same cfg, weights and input through another engine.
+"""`bench --vs opencv|torch|onnxruntime`: the same cfg, weights and input through another
+engine, timed alternately with ours.
 
 OpenCV's darknet importer (opencv-python-headless < 5) reads the cfg and weights itself.
 For PyTorch the network is rebuilt from our layer graph with torch ops (cuDNN on a GPU,
-TF32 off), so both run the same weights. Outputs are compared at the last layer before the
-region/softmax head, the last tensor all engines compute the same way.
+TF32 off), so both run the same weights. For onnxruntime our network is exported in memory
+(export_onnx: batch norm folded, darknet's maxpool and reorg) and run with graph
+optimisations on, one intra-op thread per core. Outputs are compared at the last layer
+before the region/softmax head, the last tensor all engines compute the same way.
 """
 import os
 import tempfile
 import time
 
 import numpy as np
+
+# OpenBLAS's (and onnxruntime's) idle worker threads spin for about 0.1 s after each
+# parallel region before they sleep: an engine timed right after another one shares the
+# cores with those spinning threads and pays for the other's work. Every timed run starts
+# after this pause (outside the timed interval), so each engine starts with idle cores.
+PAUSE_SECONDS = 0.3
 
 
 def _compared_layer(net):
@@ -30,13 +39,15 @@ def _alternating(ours, theirs, warmup, runs):
     """Median seconds of ours() and theirs(), timed one after the other `runs` times.
     Alternating puts both engines under the same machine conditions: on a shared machine
     the speed drifts by tens of percent over a minute, which would bias back-to-back series.
-    Each callable synchronises its own device before returning."""
+    Each callable synchronises its own device before returning. Each timed run waits
+    PAUSE_SECONDS first, for the previous run's spinning BLAS threads to go idle."""
     for _ in range(warmup):
         ours()
         theirs()
     times = {"ours": [], "theirs": []}
     for _ in range(runs):
         for name, function in (("ours", ours), ("theirs", theirs)):
+            time.sleep(PAUSE_SECONDS)
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)
@@ -123,6 +134,45 @@ def compare_torch_train(x, net, ours, warmup, runs):
     return {"seconds": seconds, "ours_seconds": our_seconds, "device": device}
 
 
+def _onnxruntime_session(net, batch):
+    """An onnxruntime session of our network exported in memory (up to the compared
+    layer: the raw output before a region layer), and the device it runs on."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RuntimeError("--vs onnxruntime needs onnx and onnxruntime: pip install onnx "
+                           "onnxruntime (or pip install -e '.[onnx]')") from None
+    from .export_onnx import build_model
+    from .settings import thread_count
+    model = build_model(net, batch=batch, region=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = thread_count()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers, device = ["CPUExecutionProvider"], "cpu"
+    if net.ops.name != "numpy" and \
+            "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers, device = ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                           providers=providers)
+    return session, device
+
+
+def compare_onnxruntime(x, net, ours, warmup, runs):
+    session, device = _onnxruntime_session(net, x.shape[0])
+    feed = {session.get_inputs()[0].name: x}
+
+    def run():
+        return session.run(None, feed)[0]
+    our_seconds, seconds = _alternating(ours, run, warmup, runs)
+    net.forward(net.ops.to_device(x))
+    output = net.ops.to_host(net.layers[_compared_layer(net)].output)
+    return {"seconds": seconds, "ours_seconds": our_seconds, "device": device,
+            **_diff(output, run())}
+
+
+ENGINES = ("opencv", "torch", "onnxruntime")
+
+
 def compare(names, cfg, weights, x, net, sync, warmup, runs):
     """Each named engine against our forward on the same input, timed alternately."""
     x_device = net.ops.to_device(x)
@@ -136,6 +186,8 @@ def compare(names, cfg, weights, x, net, sync, warmup, runs):
             results[name] = compare_opencv(cfg, weights, x, net, ours, warmup, runs)
         elif name == "torch":
             results[name] = compare_torch(x, net, ours, warmup, runs)
+        elif name == "onnxruntime":
+            results[name] = compare_onnxruntime(x, net, ours, warmup, runs)
         else:
-            raise RuntimeError(f"--vs {name}: expected opencv or torch")
+            raise RuntimeError(f"--vs {name}: expected one of {', '.join(ENGINES)}")
     return results

@@ -1,6 +1,8 @@
 """`bench`: its figures are consistent with each other, it runs from the command line, the
-throughput plot is a real chart, and --vs opencv (when OpenCV < 5 is installed) compares
-the same network. No speed is asserted: speed targets live in docs/BENCHMARKS.md."""
+throughput plot is a real chart, --vs times the engines alternately with a pause before each
+timed run, and --vs opencv (when OpenCV < 5 is installed) and --vs onnxruntime (when
+onnxruntime is) compare the same network. No speed is asserted: speed targets live in
+docs/BENCHMARKS.md."""
 import io
 import json
 import subprocess
@@ -101,7 +103,10 @@ def test_cli_rejects_bad_sweeps(tmp_path, args, message):
 
 def test_alternating_timing_interleaves_the_engines(monkeypatch):
     """--vs times one run of each engine in turn (warm-ups included) and reports each
-    engine's median; here the clock is fake: each call takes a known number of ticks."""
+    engine's median; every timed run (not the warm-ups) starts after a pause of
+    PAUSE_SECONDS, outside the timed interval, so that the other engine's spinning BLAS
+    threads have gone idle. Here the clock is fake: each call takes a known number of
+    ticks, and sleeping does not move it."""
     from darknet_py import bench_compare
     clock, calls = [0.0], []
 
@@ -111,10 +116,43 @@ def test_alternating_timing_interleaves_the_engines(monkeypatch):
             clock[0] += ticks.pop(0)
         return run
     monkeypatch.setattr(bench_compare.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench_compare.time, "sleep", lambda seconds: calls.append(seconds))
     ours = engine("ours", [9.0, 1.0, 5.0, 3.0])
     theirs = engine("theirs", [9.0, 2.0, 8.0, 4.0])
     assert bench_compare._alternating(ours, theirs, warmup=1, runs=3) == (3.0, 4.0)
-    assert calls == ["ours", "theirs"] * 4
+    pause = bench_compare.PAUSE_SECONDS
+    assert pause >= 0.2   # longer than OpenBLAS's ~0.1 s of spinning
+    assert calls == ["ours", "theirs"] + [pause, "ours", pause, "theirs"] * 3
+
+
+def test_vs_names_the_engines():
+    from darknet_py import bench_compare
+    net = bench.random_network(CFG, batch=1, device="cpu")
+    x = np.zeros((1, net.channels, net.height, net.width), dtype=np.float32)
+    with pytest.raises(RuntimeError, match="opencv, torch, onnxruntime"):
+        bench_compare.compare("tensorflow", CFG, None, x, net, lambda: None, 1, 1)
+
+
+def test_vs_onnxruntime_runs_the_same_network(monkeypatch):
+    pytest.importorskip("onnx", reason="--vs onnxruntime needs onnx")
+    pytest.importorskip("onnxruntime", reason="--vs onnxruntime needs onnxruntime")
+    from darknet_py import bench_compare
+    monkeypatch.setattr(bench_compare, "PAUSE_SECONDS", 0.01)   # keep the test fast
+    net = bench.random_network(CFG, batch=2, device="cpu")
+    x = np.random.default_rng(0).random((2, net.channels, net.height, net.width),
+                                        dtype=np.float32)
+    result = bench_compare.compare("onnxruntime", CFG, None, x, net, lambda: None, 1, 2)
+    other = result["onnxruntime"]
+    assert other["seconds"] > 0 and other["ours_seconds"] > 0 and other["device"] == "cpu"
+    # the same float32 network with batch norm folded: agrees to float rounding
+    assert 0 <= other["rel_l2"] < 1e-5
+    out = io.StringIO()
+    bench.report({"cfg": CFG, "batch": 2, "width": net.width, "height": net.height,
+                  "backend": "numpy", "device": "cpu", "bflops_per_image": net.bflops(),
+                  "ceilings": {"gemm_gflops": 1.0, "copy_gbs": 1.0}, "forward_seconds": 1.0,
+                  "images_per_second": 2.0, "gflops": 1.0, "peak_host_mb": 1.0,
+                  "vs": result}, out)
+    assert "vs onnxruntime (timed alternately with darknet_py)" in out.getvalue()
 
 
 def test_vs_opencv_runs_the_same_network():
