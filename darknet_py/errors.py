@@ -19,3 +19,8 @@ class WeightsError(DarknetError):
 
 class ImageError(DarknetError):
     """An image that cannot be read or decoded."""
+
+
+class WriteError(DarknetError, OSError):
+    """A file that could not be written (disk full, read-only, no permission...): one line
+    with the path and the reason. Also an OSError, for callers that catch those."""

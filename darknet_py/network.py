@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import log
+from . import log, signals
 from . import ops as ops_registry
 from .config import read_cfg, report_unused
 from .errors import CfgError, DarknetError
@@ -173,6 +173,23 @@ class Network:
         params.move(self.layers, self.ops.to_device)
         self.initialized = True
 
+    def first_non_finite(self):
+        """Where a diverged step went wrong: (layer index, what, count) of the first layer
+        whose output, delta or parameters hold NaN or inf, or None. The check is one sum
+        per array on the backend (NaN and inf survive a sum), then a count where it fails."""
+        xp = self.ops.xp
+        for layer in self.layers:
+            arrays = [("output", layer.output), ("delta", layer.delta)]
+            arrays += [(param.name, getattr(layer, param.name)) for param in layer.params()]
+            for what, array in arrays:
+                if array is None or not hasattr(array, "dtype"):
+                    continue
+                if not bool(xp.isfinite(array.sum(dtype=xp.float64))):
+                    bad = int(array.size - int(xp.count_nonzero(xp.isfinite(array))))
+                    if bad:
+                        return layer.index, what, bad
+        return None
+
     def parameter_layers(self):
         """The layers with arrays in a .weights file, in order."""
         return params.parameter_layers(self.layers)
@@ -214,9 +231,20 @@ class Network:
         self.ensure_initialized()
         step = self.step()
         x = self.ops.to_device(x)
-        for layer in self.layers:
-            x = layer.forward(x, step)
-        return self.output_layer().output
+        xp = self.ops.xp
+        if not bool(xp.isfinite(x.sum(dtype=xp.float64))):
+            log.warn(f"{self.path}: the input holds NaN or infinite values")
+        # darknet_py says what went non-finite itself: no numpy RuntimeWarnings
+        with np.errstate(all="ignore"):
+            for layer in self.layers:
+                x = layer.forward(x, step)
+        output = self.output_layer().output
+        if not bool(xp.isfinite(output.sum(dtype=xp.float64))):
+            problem = self.first_non_finite()
+            where = "" if problem is None else \
+                f"; first at layer {problem[0]} ({self.layers[problem[0]].type}) {problem[1]}"
+            log.warn(f"{self.path}: the network output holds NaN or infinite values{where}")
+        return output
 
     def output_layer(self):
         """darknet's network_output: the last layer that is not a [cost] layer."""
@@ -244,13 +272,14 @@ class Network:
             self._updates_ready = True
         self.statistics = []
         total = np.float32(0)   # darknet sums the minibatch costs in float
-        for start in range(0, rows, minibatch):
-            self.seen += minibatch
-            total += np.float32(self._train_minibatch(x[start:start + minibatch],
-                                                    truth[start:start + minibatch],
-                                                    run_backward))
-            if (self.seen // minibatch) % self.options.subdivisions == 0:
-                self.update()
+        with np.errstate(all="ignore"):   # the trainer checks for non-finite values
+            for start in range(0, rows, minibatch):
+                self.seen += minibatch
+                total += np.float32(self._train_minibatch(x[start:start + minibatch],
+                                                        truth[start:start + minibatch],
+                                                        run_backward))
+                if (self.seen // minibatch) % self.options.subdivisions == 0:
+                    self.update()
         return float(total / np.float32(rows))
 
     def _train_minibatch(self, x, truth, run_backward=None):
@@ -297,7 +326,10 @@ class Network:
         total = self.options.batch * self.options.subdivisions
         rate = f32(self.learning_rate()) / f32(total)
         decay_term = f32(-f32(self.options.decay)) * f32(total)
-        params.sgd_update(self.layers, self.ops, rate, f32(self.options.momentum), decay_term)
+        # every layer or none: a Ctrl-C here waits until the step is whole
+        with signals.deferred():
+            params.sgd_update(self.layers, self.ops, rate, f32(self.options.momentum),
+                              decay_term)
 
     # -- weights -------------------------------------------------------------------------
     def load_weights(self, path, cutoff=None):

@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 
+from . import log, signals
 from .config import read_data_cfg, read_list
-from .data.loader import BatchLoader
+from .data.loader import BatchLoader, LoaderError
 from .errors import DarknetError
 from .network import load_network
 
@@ -38,13 +39,23 @@ class Trainer:
         self.net = load_network(cfg, weights, device=device, seed=1 if seed is None else seed)
         if clear:
             self.net.seen = 0
-        self.backup = self.options.get("backup", "/backup/")
-        os.makedirs(self.backup, exist_ok=True)
+        self.backup = self.options.get("backup")
+        if self.backup is None:
+            # darknet's default is /backup/ at the filesystem root: say where instead
+            self.backup = "backup"
+            log.warn(f"{data} has no 'backup =' line: checkpoints go to "
+                     f"{os.path.abspath(self.backup)} (darknet would write to /backup/)")
+        try:
+            os.makedirs(self.backup, exist_ok=True)
+        except OSError as err:
+            raise DarknetError(f"{self.backup}: cannot create the backup folder: "
+                               f"{err.strerror}") from None
         self.base = base_name(cfg)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.workers = workers
         self.images = self.net.options.batch * self.net.options.subdivisions
+        self.last_good = None   # (path, batch) of the last checkpoint written
         opts = self.net.options
         self.log(f"Learning Rate: {opts.learning_rate:g}, Momentum: {opts.momentum:g}, "
                  f"Decay: {opts.decay:g}")
@@ -54,42 +65,75 @@ class Trainer:
 
     def save(self, name):
         path = os.path.join(self.backup, name)
-        self.net.save_weights(path)
+        with signals.deferred():   # a checkpoint is written whole or not at all
+            self.net.save_weights(path)
+        self.last_good = (path, self.batch_number())
         self.log(f"Saving weights to {path}")
         return path
+
+    def where_good_weights_are(self):
+        if self.last_good is None:
+            return "no checkpoint was written in this run"
+        path, batch = self.last_good
+        return f"the last good weights are in {path} (batch {batch})"
 
     def batch_number(self):
         from .policy import current_batch
         return current_batch(self.net.options, self.net.seen)
 
+    def _check_finite(self, loss):
+        """Stop before anything is saved when the step went non-finite, naming the first
+        layer where it did."""
+        problem = self.net.first_non_finite()
+        if problem is None and np.isfinite(loss):
+            return
+        where = "" if problem is None else \
+            (f": layer {problem[0]} ({self.net.layers[problem[0]].type}) {problem[1]} holds "
+             f"{problem[2]} NaN or infinite values")
+        raise DarknetError(f"training diverged at batch {self.batch_number()} (loss {loss})"
+                           f"{where}; nothing of this batch was saved; "
+                           f"{self.where_good_weights_are()} (a lower learning_rate or a "
+                           "longer burn_in may help)")
+
     def run(self, loader, step_log, checkpoints, final_name, max_batches, resize_rule):
-        """The loop; `resize_rule(count)` returns a new size or None; Ctrl-C saves."""
+        """The loop; `resize_rule(count)` returns a new size or None. Ctrl-C or SIGTERM
+        saves the backup of the last whole iteration and exits."""
         avg_loss = -1.0
         count = 0
+        seen_before, in_step = self.net.seen, False
         try:
-            while self.batch_number() < max_batches or max_batches == 0:
-                size = resize_rule(count)
-                count += 1
-                if size:
-                    self.log("Resizing")
-                    self.log(f"{size}")
-                    self.net.resize(size, size)
-                start = time.time()
-                x, truth = loader.next_batch(self.net.width, self.net.height)
-                self.log(f"Loaded: {time.time() - start:f} seconds")
-                start = time.time()
-                loss = self.net.train_step(x, truth)
-                for stats in self.net.statistics:
-                    self.log(region_line(stats))
-                if not np.isfinite(loss):
-                    self.save(f"{self.base}.backup")
-                    raise DarknetError(f"loss became {loss} at batch {self.batch_number()}; "
-                                       "the last good weights are in the backup")
-                avg_loss = loss if avg_loss < 0 else avg_loss * .9 + loss * .1
-                self.log(step_log(loss, avg_loss, time.time() - start))
-                checkpoints()
-        except KeyboardInterrupt:
-            self.log("Interrupted: saving before exit")
+            with signals.sigterm_as_interrupt():
+                while self.batch_number() < max_batches or max_batches == 0:
+                    size = resize_rule(count)
+                    count += 1
+                    if size:
+                        self.log("Resizing")
+                        self.log(f"{size}")
+                        self.net.resize(size, size)
+                    start = time.time()
+                    try:
+                        x, truth = loader.next_batch(self.net.width, self.net.height)
+                    except LoaderError as err:
+                        saved = self.save(f"{self.base}.backup")
+                        raise DarknetError(f"{err}; the weights of batch "
+                                           f"{self.batch_number()} are saved in {saved}") \
+                            from None
+                    self.log(f"Loaded: {time.time() - start:f} seconds")
+                    start = time.time()
+                    seen_before, in_step = self.net.seen, True
+                    loss = self.net.train_step(x, truth)
+                    in_step = False
+                    for stats in self.net.statistics:
+                        self.log(region_line(stats))
+                    self._check_finite(loss)
+                    avg_loss = loss if avg_loss < 0 else avg_loss * .9 + loss * .1
+                    self.log(step_log(loss, avg_loss, time.time() - start))
+                    checkpoints()
+        except KeyboardInterrupt as interrupt:
+            if in_step:   # the interrupted iteration does not count
+                self.net.seen = seen_before
+            what = "Terminated" if isinstance(interrupt, signals.Terminated) else "Interrupted"
+            self.log(f"{what}: saving before exit")
             self.save(f"{self.base}.backup")
             raise
         finally:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import log
 from .errors import WeightsError
 from .fileio import atomic_write_bytes
 from .layers.params import file_params, parameter_count
@@ -75,9 +76,15 @@ def read_weights(path, layers, cutoff=None, network_name="the network"):
             data = handle.read()
     except OSError as err:
         raise WeightsError(f"{path}: cannot open weights file: {err.strerror}") from None
+    if _looks_like_text(data):
+        raise WeightsError(f"{path}: a text file (a cfg?), not a darknet .weights file")
     header, seen, offset = read_header(data, path)
     transposed = _is_transposed(header[0], header[1])
     total = len(data)
+    expected = offset + 4 * sum(parameter_count(layer)
+                                for layer in _layers_in_file(layers, cutoff, "dontload"))
+    if offset == total and expected > offset:
+        log.warn(f"{path}: the file ends after its header: no layer's weights loaded")
     # layers covered by the file: all of them, unless it stops before a layer with parameters
     loaded = len(layers) if cutoff is None else min(cutoff, len(layers))
     found = WeightsFile(header, seen, loaded, transposed)
@@ -89,11 +96,17 @@ def read_weights(path, layers, cutoff=None, network_name="the network"):
         if total - offset < need:
             raise WeightsError(
                 f"{path}: file ends inside layer {layer.index} ({layer.type}): it needs "
-                f"{need} bytes from offset {offset}, only {total - offset} remain (file size "
-                f"{total}; a truncated download?)")
+                f"{need} bytes from offset {offset}, only {total - offset} remain. The file "
+                f"has {total} bytes where {network_name} needs {expected}: a truncated "
+                f"download, or weights for another cfg (`partial` cuts a file to its first "
+                f"layers)")
         for param in file_params(layer):
             values = np.frombuffer(data, dtype="<f4", count=param.count, offset=offset)
             offset += 4 * param.count
+            bad = param.count - int(np.count_nonzero(np.isfinite(values)))
+            if bad:
+                log.warn(f"{path}: layer {layer.index} ({layer.type}) {param.name}: {bad} of "
+                         f"{param.count} values are NaN or infinite")
             if transposed and param.stored_transposed:
                 values = values.reshape(param.shape[::-1]).T  # stored (inputs, outputs)
             # a writable copy, not a view of the file's bytes
@@ -102,8 +115,27 @@ def read_weights(path, layers, cutoff=None, network_name="the network"):
     if offset != total and (cutoff is None or cutoff >= len(layers)):
         raise WeightsError(f"{path}: {total - offset} bytes left over after the last layer "
                            f"(read {offset} of {total}): this file belongs to a larger network "
-                           f"than {network_name}")
+                           f"than {network_name} (`partial` cuts a file to its first layers)")
     return found
+
+
+def _looks_like_text(data):
+    """A cfg or other text file passed as weights: its first bytes are printable text
+    (a .weights header starts with small int32 version numbers: zero bytes)."""
+    head = data[:64]
+    return bool(head) and all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head)
+
+
+def first_non_finite(layers, to_host=np.asarray):
+    """(layer, attribute, count) of the first array holding NaN or inf, else None."""
+    for layer in layers:
+        for param in file_params(layer):
+            values = to_host(getattr(layer, param.name))
+            if not np.isfinite(values.sum(dtype=np.float64)):
+                bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+                if bad:
+                    return layer, param.name, bad
+    return None
 
 
 def weights_bytes(layers, header, seen, to_host=np.asarray, cutoff=None):
@@ -124,5 +156,12 @@ def weights_bytes(layers, header, seen, to_host=np.asarray, cutoff=None):
 
 
 def write_weights(path, layers, header, seen, to_host=np.asarray, cutoff=None):
-    """Write the file atomically: temp file, then rename."""
+    """Write the file atomically: temp file, then rename. Weights holding NaN or inf are
+    never written (a diverged run must not overwrite a good checkpoint)."""
+    last = len(layers) if cutoff is None else min(cutoff, len(layers))
+    bad = first_non_finite(layers[:last], to_host)
+    if bad is not None:
+        layer, name, count = bad
+        raise WeightsError(f"{path}: not written: layer {layer.index} ({layer.type}) {name} "
+                           f"holds {count} NaN or infinite values")
     atomic_write_bytes(path, weights_bytes(layers, header, seen, to_host, cutoff))

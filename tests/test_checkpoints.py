@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import darknet_py
+from darknet_py.fileio import _umask
 from darknet_py.train import train_detector
 from conftest import ROOT
 
@@ -128,6 +129,10 @@ def test_kill_during_save_leaves_a_whole_checkpoint(dataset):
         assert target.read_bytes() == before
         loaded = darknet_py.load_network(cfg, str(target))
         np.testing.assert_array_equal(loaded.layers[0].weights, net.layers[0].weights)
-    # the kills landed inside writes: their unfinished temporary files are left behind
+    # the kills landed inside writes: the second writer removed the first one's unfinished
+    # temporary file (its process was gone); the last one waits for the next save
     leftovers = list(dataset.glob(".tmp-*"))
-    assert len(leftovers) == 2 and all(p.stat().st_size == size for p in leftovers)
+    assert len(leftovers) == 1 and all(p.stat().st_size == size for p in leftovers)
+    net.save_weights(str(target))
+    assert list(dataset.glob(".tmp-*")) == []
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())   # not mkstemp's 0600

@@ -4,12 +4,29 @@ thread does: while the network trains on batch k, workers decode and augment bat
 Every sample's random numbers come from (seed, batch number, position), so a run with a
 seed is reproducible whatever the number of workers.
 """
+import signal
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from ..errors import DarknetError
 from .classification import load_classification_sample
 from .detection import load_detection_sample
+
+# How long close() waits for a worker to end before it is killed.
+WORKER_EXIT_SECONDS = 2.0
+
+
+class LoaderError(DarknetError):
+    """A loader worker died (killed, out of memory): the batch cannot be made."""
+
+
+def _ignore_interrupts():
+    """Workers leave Ctrl-C and SIGTERM to the trainer, which saves and closes them (no
+    traceback from each worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _detection_job(job):
@@ -35,7 +52,8 @@ class BatchLoader:
         self.params = params
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
         self.batch_number = 0
-        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        self.pool = ProcessPoolExecutor(workers, initializer=_ignore_interrupts) \
+            if workers > 0 else None
         self.pending = None
 
     def _jobs(self, batch_number, width, height):
@@ -59,6 +77,13 @@ class BatchLoader:
                 np.stack([truth for _, truth in samples]))
 
     def next_batch(self, width, height):
+        try:
+            return self._next_batch(width, height)
+        except BrokenProcessPool:
+            raise LoaderError("a data loader worker process died (killed, or out of "
+                              "memory)") from None
+
+    def _next_batch(self, width, height):
         if self.pending is None or self.pending[0] != (width, height):
             if self.pending is not None:   # a resize: the prefetched batch has the old size
                 for result in self.pending[1]:
@@ -69,5 +94,18 @@ class BatchLoader:
         return self._collect(current[1])
 
     def close(self):
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the workers now: cancel what is queued, end the processes (none is left
+        behind, whatever they were doing)."""
+        if self.pool is None:
+            return
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(WORKER_EXIT_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join(WORKER_EXIT_SECONDS)
+        self.pool = None

@@ -1,0 +1,175 @@
+"""A run never loses good work, and bad input ends in one clear line: divergence, signals,
+a dead loader worker, non-finite weights, write errors and misleading weights files."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import darknet_py
+from darknet_py.errors import DarknetError, WeightsError
+from darknet_py.train import train_detector
+from conftest import ROOT
+from test_checkpoints import CFG, dataset  # noqa: F401 (the fixture)
+
+
+def _cli(*args, **popen):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DARKNET_PY_DEVICE="cpu")
+    return subprocess.Popen([sys.executable, "-m", "darknet_py", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, **popen)
+
+
+def _backup_seen(path):
+    return darknet_py.weights.read_header(path.read_bytes(), path)[1]
+
+
+def test_divergence_keeps_the_good_backup(dataset):  # noqa: F811
+    """100 good iterations write the backup; then the rate explodes: training stops naming
+    the layer and the batch, and the backup still holds the good weights."""
+    cfg = dataset / "t.cfg"
+    cfg.write_text(CFG.replace("max_batches=8", "max_batches=100").replace(
+        "learning_rate=0.01", "learning_rate=0.001"))
+    final = train_detector(str(dataset / "t.data"), str(cfg), seed=1, workers=0,
+                           out=open(os.devnull, "w"))
+    backup = dataset / "backup" / "t.backup"
+    good = backup.read_bytes()
+    cfg.write_text(CFG.replace("max_batches=8", "max_batches=200").replace(
+        "learning_rate=0.01", "learning_rate=1e30").replace("burn_in=3", "burn_in=0"))
+    with pytest.raises(DarknetError) as err:
+        train_detector(str(dataset / "t.data"), str(cfg), final, seed=1, workers=0,
+                       out=open(os.devnull, "w"))
+    message = str(err.value)
+    assert "training diverged at batch 10" in message and "layer " in message
+    assert "NaN or infinite" in message and "no checkpoint was written in this run" in message
+    assert backup.read_bytes() == good and _backup_seen(backup) == 100 * 4
+
+
+def test_infinite_momentum_never_writes_nan_weights(dataset):  # noqa: F811
+    cfg = dataset / "t.cfg"
+    cfg.write_text(CFG.replace("[net]", "[net]\nmomentum=inf").replace("max_batches=8",
+                                                                      "max_batches=3"))
+    with pytest.raises(DarknetError, match="training diverged"):
+        train_detector(str(dataset / "t.data"), str(cfg), seed=1, workers=0,
+                       out=open(os.devnull, "w"))
+    assert not (dataset / "backup" / "t_final.weights").exists()
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    net = darknet_py.parse_network_cfg(str(ROOT / "cfg/yolov2-tiny-voc.cfg"), batch=1)
+    net.layers[2].weights[0, 0, 0, 0] = np.nan
+    target = tmp_path / "x.weights"
+    target.write_bytes(b"old")
+    net.loaded_layers = len(net.layers)   # no random init needed
+    with pytest.raises(WeightsError, match="layer 2 .convolutional. weights holds 1 NaN"):
+        net.save_weights(str(target))
+    assert target.read_bytes() == b"old"
+
+
+def _start_training(dataset, workers, iterations=400):  # noqa: F811
+    cfg = dataset / "t.cfg"
+    cfg.write_text(CFG.replace("max_batches=8", f"max_batches={iterations}"))
+    return _cli("detector", "train", dataset / "t.data", cfg, "-workers", workers,
+                "-seed", 1)
+
+
+def _wait_for_iterations(proc, count):
+    """Read the log until `count` iteration lines went by; returns the last batch."""
+    done = 0
+    while done < count:
+        line = proc.stdout.readline()
+        assert line, "training ended early"
+        if " avg, " in line:
+            done += 1
+    return int(line.split(":")[0])
+
+
+@pytest.mark.parametrize("signum, word", [(signal.SIGINT, "Interrupted"),
+                                          (signal.SIGTERM, "Terminated")])
+def test_a_signal_saves_and_exits_quickly(dataset, signum, word):  # noqa: F811
+    proc = _start_training(dataset, workers=2)
+    batch = _wait_for_iterations(proc, 3)
+    proc.send_signal(signum)
+    start = time.time()
+    out, err = proc.communicate(timeout=30)
+    assert time.time() - start < 15
+    assert proc.returncode == 130
+    assert f"{word}: saving before exit" in out and "Traceback" not in err
+    seen = _backup_seen(dataset / "backup" / "t.backup")
+    # the iterations that completed, perhaps one more that completed before the signal
+    assert seen in (batch * 4, (batch + 1) * 4)
+    assert not list((dataset / "backup").glob(".tmp-*"))
+
+
+def test_a_killed_worker_is_a_clear_error_after_a_save(dataset):  # noqa: F811
+    proc = _start_training(dataset, workers=1)
+    _wait_for_iterations(proc, 2)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                             text=True).stdout.split()
+    assert workers, "no loader worker found"
+    for pid in workers:
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert "a data loader worker process died" in err and "are saved in" in err
+    assert (dataset / "backup" / "t.backup").exists()
+
+
+def test_write_errors_are_one_line(dataset, tmp_path):  # noqa: F811
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    (dataset / "t.data").write_text((dataset / "t.data").read_text().replace(
+        f"backup={dataset / 'backup'}", f"backup={blocker}"))
+    proc = _cli("detector", "train", dataset / "t.data", dataset / "t.cfg", "-workers", 0)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert f"{blocker}: cannot create the backup folder" in err
+    net = darknet_py.parse_network_cfg(str(dataset / "t.cfg"))
+    net.ensure_initialized()
+    with pytest.raises(DarknetError, match="cannot write: it is a folder"):
+        net.save_weights(str(tmp_path))
+    with pytest.raises(DarknetError, match="does not exist"):
+        net.save_weights(str(tmp_path / "missing" / "x.weights"))
+
+
+def test_weights_files_that_do_not_fit_say_why(dataset, tmp_path, capsys):  # noqa: F811
+    cfg = str(dataset / "t.cfg")
+    net = darknet_py.parse_network_cfg(cfg)
+    net.ensure_initialized()
+    good = tmp_path / "good.weights"
+    net.save_weights(str(good))
+    with pytest.raises(WeightsError, match="a text file .a cfg.., not a darknet"):
+        darknet_py.load_network(cfg, cfg)
+    other = tmp_path / "other.cfg"
+    other.write_text(CFG.replace("filters=8", "filters=16"))
+    with pytest.raises(WeightsError, match="weights for another cfg .`partial`"):
+        darknet_py.load_network(str(other), str(good))
+    header_only = tmp_path / "header.weights"
+    header_only.write_bytes(good.read_bytes()[:20])
+    darknet_py.load_network(cfg, str(header_only))
+    nan = bytearray(good.read_bytes())
+    nan[20:24] = np.float32(np.nan).tobytes()
+    (tmp_path / "nan.weights").write_bytes(bytes(nan))
+    darknet_py.load_network(cfg, str(tmp_path / "nan.weights"))
+    messages = capsys.readouterr().err
+    assert "ends after its header: no layer's weights loaded" in messages
+    assert "layer 0 (convolutional) biases: 1 of 8 values are NaN" in messages
+
+
+def test_non_finite_inference_is_said(capsys):
+    net = darknet_py.load_network(str(ROOT / "cfg/yolov2-tiny-voc.cfg"), batch=1)
+    net.resize(64, 64)
+    net.layers[4].biases[:] = np.inf
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")   # no numpy RuntimeWarning escapes
+        net.forward(x)
+        x[0, 0, 0, 0] = np.nan
+        net.forward(x)
+    err = capsys.readouterr().err
+    assert "the network output holds NaN or infinite values; first at layer 4 " \
+           "(convolutional) output" in err
+    assert "the input holds NaN or infinite values" in err
