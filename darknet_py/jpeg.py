@@ -16,6 +16,7 @@ import functools
 import numpy as np
 
 from darknet_py.errors import ImageError
+from darknet_py.settings import memory_bytes
 
 f32 = np.float32
 _KERNELS = {}  # name -> inline?, for the functions numba compiles (see numba_available)
@@ -162,6 +163,10 @@ def _parse_frame(seg: bytes):
         raise ImageError("corrupt JPEG: fractional sampling ratio")
     mcux, mcuy = -(-width // (8 * hmax)), -(-height // (8 * vmax))
     total = mcux * mcuy * sum(c["h"] * c["v"] for c in comps)
+    # coefficients (int16), planes and the float image: refuse before allocating
+    if total * 64 * 2 + width * height * ncomp * 8 > memory_bytes():
+        raise ImageError(f"its header claims {width}x{height} pixels: more memory than this "
+                         "machine has")
     coef, offset = np.zeros((total, 64), np.int16), 0  # all components' blocks, one array
     for c in comps:
         c["x"] = (width * c["h"] + hmax - 1) // hmax  # samples that carry image data

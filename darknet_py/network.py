@@ -15,6 +15,7 @@ from .errors import CfgError, DarknetError
 from .layers import LAYER_TYPES, params
 from .layers.step import Step
 from .rand import GlibcRandom
+from .settings import memory_bytes
 from .weights import DEFAULT_HEADER, read_weights, write_weights
 
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
@@ -157,6 +158,7 @@ class Network:
             shape = layer.out_shape
         if not self.layers:
             raise CfgError(f"{path}: the cfg has a [net] section but no layers")
+        self._check_memory()
         report_unused(sections, strict=strict)
         self.init_seed = seed
         self.initialized = False
@@ -164,6 +166,23 @@ class Network:
             log.info(self.summary())
 
     # -- construction --------------------------------------------------------------------
+    def _check_memory(self):
+        """Refuse sizes whose buffers cannot fit this machine (width=100000...) before any
+        forward allocates them: every layer's output at the batch, and the biggest layer
+        counted again for its im2col columns."""
+        columns = [4 * layer.outputs * max(1, getattr(layer, "size", 1)) ** 2
+                   for layer in self.layers]
+        need = self.options.batch * (4 * sum(layer.outputs for layer in self.layers)
+                                     + max(columns))
+        if need > memory_bytes():
+            biggest = max(self.layers, key=lambda layer: layer.outputs)
+            raise CfgError(f"{biggest.section.where()} layer {biggest.index}: at batch "
+                           f"{self.options.batch} and {self.width}x{self.height} the network "
+                           f"needs about {need / 2**30:.1f} GiB, more than this machine's "
+                           f"{memory_bytes() / 2**30:.1f} GiB (this layer's output: "
+                           f"{biggest.out_w}x{biggest.out_h}x{biggest.out_c})")
+
+
     def ensure_initialized(self):
         """Darknet's initial weights after srand(seed), drawn in layer order, for the layers
         a weights file did not cover; then every array moves to the backend's memory."""
@@ -178,6 +197,10 @@ class Network:
         whose output, delta or parameters hold NaN or inf, or None. The check is one sum
         per array on the backend (NaN and inf survive a sum), then a count where it fails."""
         xp = self.ops.xp
+        with np.errstate(all="ignore"):   # inf - inf in a sum: the NaN is the answer
+            return self._first_non_finite(xp)
+
+    def _first_non_finite(self, xp):
         for layer in self.layers:
             arrays = [("output", layer.output), ("delta", layer.delta)]
             arrays += [(param.name, getattr(layer, param.name)) for param in layer.params()]

@@ -70,6 +70,14 @@ def tf32_enabled():
     return _environment("DARKNET_PY_TF32") not in ("", "0")
 
 
+def memory_bytes():
+    """This machine's physical memory (sizes beyond it are refused before allocating)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):   # not POSIX: no limit known
+        return 1 << 62
+
+
 def kernel_dir():
     """The CUDA sources: kernels/ beside the package (an editable install or a checkout)."""
     value = _environment("DARKNET_PY_KERNELS")

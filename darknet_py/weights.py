@@ -131,7 +131,9 @@ def first_non_finite(layers, to_host=np.asarray):
     for layer in layers:
         for param in file_params(layer):
             values = to_host(getattr(layer, param.name))
-            if not np.isfinite(values.sum(dtype=np.float64)):
+            with np.errstate(all="ignore"):
+                total = values.sum(dtype=np.float64)
+            if not np.isfinite(total):
                 bad = values.size - int(np.count_nonzero(np.isfinite(values)))
                 if bad:
                     return layer, param.name, bad

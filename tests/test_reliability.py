@@ -173,3 +173,46 @@ def test_non_finite_inference_is_said(capsys):
     assert "the network output holds NaN or infinite values; first at layer 4 " \
            "(convolutional) output" in err
     assert "the input holds NaN or infinite values" in err
+
+
+@pytest.mark.parametrize("section, change, message", [
+    ("[region]", "classes=0", "classes must be at least 1"),
+    ("[region]", "num=-1", "num (anchors) must be at least 1"),
+    ("[region]", "jitter=nan", "jitter must be a finite number"),
+    ("[region]", "anchors=1,nan,3,3", "anchors must be positive finite numbers"),
+    ("[maxpool]", "size=10000", "maxpool window is larger than its 32x32 input"),
+    ("[convolutional]", "filters=99999999", "GiB, more than this machine's"),
+    ("[net]", "width=100000\nheight=100000", "GiB, more than this machine's"),
+])
+def test_cfg_values_that_cannot_work_fail_at_parse_time(tmp_path, section, change, message):
+    key = change.split("=")[0]
+    text = "\n".join(line for line in CFG.splitlines()
+                     if not (line.startswith(key + "=") and section != "[convolutional]"))
+    text = text.replace(section, f"{section}\n{change}", 1)
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text(text)
+    with pytest.raises(DarknetError, match=message.replace("(", r"\(").replace(")", r"\)")) \
+            as err:
+        darknet_py.parse_network_cfg(str(cfg))
+    assert str(cfg) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_softmax_temperature_zero(tmp_path):
+    cfg = tmp_path / "soft.cfg"
+    cfg.write_text("[net]\nwidth=4\nheight=4\nchannels=2\n[avgpool]\n[softmax]\ntemperature=0\n")
+    with pytest.raises(DarknetError, match="soft.cfg:7: .softmax. layer 1: temperature"):
+        darknet_py.parse_network_cfg(str(cfg))
+
+
+def test_a_jpeg_header_claiming_a_huge_image(tmp_path):
+    from PIL import Image
+    from darknet_py.image import load_image
+    from darknet_py.errors import ImageError
+    path = tmp_path / "small.jpg"
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(path)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (65500).to_bytes(2, "big") * 2   # height, width
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="65500x65500 pixels: more memory"):
+        load_image(str(path))

@@ -1,6 +1,7 @@
 """What every layer shares: its place in the graph, shapes, and darknet's printed summary."""
 from ..errors import CfgError
-from .params import allocate, file_params
+from ..settings import memory_bytes
+from .params import allocate, file_params, parameter_count
 
 
 class Layer:
@@ -60,6 +61,10 @@ class Layer:
         return []
 
     def allocate_params(self):
+        need = 4 * parameter_count(self)
+        if need > memory_bytes():
+            raise self.error(f"its parameters need {need / 2**30:.1f} GiB, more than this "
+                             f"machine's {memory_bytes() / 2**30:.1f} GiB")
         allocate(self)
 
     def param_layout(self):

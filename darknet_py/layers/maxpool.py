@@ -20,6 +20,10 @@ class MaxpoolLayer(Layer):
         self._set_shape()
 
     def _set_shape(self):
+        # darknet pads such a window with size-1 cells and grinds through it for minutes
+        if self.size > max(self.w, self.h):
+            raise self.error(f"a {self.size}x{self.size} maxpool window is larger than its "
+                             f"{self.w}x{self.h} input", "size")
         self.out_w = (self.w + self.padding - self.size) // self.stride + 1
         self.out_h = (self.h + self.padding - self.size) // self.stride + 1
         self.out_c = self.c

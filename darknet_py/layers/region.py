@@ -8,6 +8,8 @@ objectness go through the logistic, classes through a softmax, or through a tree
 The tree softmax follows darknet's GPU kernel (softmax_tree), since darknet's CPU version
 divides by a zero temperature and reads the wrong elements: see docs/QUIRKS.md.
 """
+import math
+
 from .. import log
 from ..config import find_data_file
 from ..region_loss import region_loss
@@ -42,6 +44,7 @@ class RegionLayer(Layer):
         self.mask_scale = section.number("mask_scale", 1)
         self.class_scale = section.number("class_scale", 1)
         self.bias_match = section.integer("bias_match", 0)
+        self._check_values(section)
         tree_path = find_data_file(section, "tree")
         self.tree = read_tree(tree_path) if tree_path else None
         map_path = find_data_file(section, "map")
@@ -58,9 +61,27 @@ class RegionLayer(Layer):
                      f"values for num={self.n_anchors}; using the first {2 * self.n_anchors} "
                      "as darknet reads them")
         used = anchors[:2 * self.n_anchors]
+        if not all(math.isfinite(value) and value > 0 for value in used):
+            raise self.error(f"anchors must be positive finite numbers (found "
+                             f"{section.options['anchors'].value})", "anchors")
         self.biases[:len(used)] = used
         self.entries = self.coords + self.classes + 1
         self._check_shape()
+
+    def _check_values(self, section):
+        """Values darknet would run with and produce garbage or a crash from."""
+        if self.classes < 1:
+            raise self.error(f"classes must be at least 1 (found {self.classes})", "classes")
+        if self.n_anchors < 1:
+            raise self.error(f"num (anchors) must be at least 1 (found {self.n_anchors})",
+                             "num")
+        if self.coords != 4:
+            raise self.error(f"coords must be 4 (found {self.coords})", "coords")
+        for name in ("jitter", "thresh", "coord_scale", "object_scale", "noobject_scale",
+                     "class_scale"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise self.error(f"{name} must be a finite number >= 0 (found {value})", name)
 
     def _check_shape(self):
         self.out_c, self.out_h, self.out_w = self.n_anchors * self.entries, self.h, self.w

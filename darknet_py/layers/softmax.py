@@ -3,6 +3,8 @@
 Darknet's CPU code is used here as it is: float running max, exp in double, float sum.
 The output is flat: (batch, inputs, 1, 1), as darknet gives no spatial shape to it.
 """
+import math
+
 import numpy as np
 
 from ..config import find_data_file
@@ -18,6 +20,9 @@ class SoftmaxLayer(Layer):
         super().__init__(section, index, in_shape, previous)
         self.groups = section.integer("groups", 1)
         self.temperature = section.number("temperature", 1.0)
+        if not math.isfinite(self.temperature) or self.temperature == 0:
+            raise self.error(f"temperature must be a finite non-zero number (found "
+                             f"{self.temperature})", "temperature")
         tree_path = find_data_file(section, "tree")
         self.tree = read_tree(tree_path) if tree_path else None
         self.spatial = section.number("spatial", 0)
