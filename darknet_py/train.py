@@ -13,6 +13,7 @@ import numpy as np
 
 from . import log, signals
 from .config import read_data_cfg, read_list
+from .data.checks import check_detection_labels
 from .data.loader import BatchLoader, LoaderError
 from .errors import DarknetError
 from .network import load_network
@@ -59,6 +60,26 @@ class Trainer:
         opts = self.net.options
         self.log(f"Learning Rate: {opts.learning_rate:g}, Momentum: {opts.momentum:g}, "
                  f"Decay: {opts.decay:g}")
+
+    def training_list(self, data):
+        """The image paths of the .data file's train= list (blank lines skipped)."""
+        listed = self.options.get("train")
+        if listed is None and not os.path.exists("data/train.list"):
+            raise DarknetError(f"{data}: no 'train =' line (the list of training images), "
+                               "and darknet's default data/train.list does not exist")
+        listed = listed or "data/train.list"
+        paths = [line.strip() for line in read_list(listed, "training list") if line.strip()]
+        if not paths:
+            raise DarknetError(f"{data}: train = {listed}: the list is empty")
+        return paths
+
+    def check_classes(self, data, classes):
+        """A .data file's classes= must agree with the network's."""
+        declared = self.options.get("classes")
+        if declared is not None and declared.strip().lstrip("-").isdigit() and \
+                int(declared) != classes:
+            raise DarknetError(f"{data}: classes = {declared}, but {self.net.path} has "
+                               f"{classes} classes")
 
     def log(self, line):
         print(line, file=self.out, flush=True)
@@ -148,14 +169,17 @@ def train_detector(data, cfg, weights=None, clear=False, seed=None, workers=2, d
     region = net.layers[-1]
     if region.type != "region":
         raise DarknetError(f"{cfg}: detector training needs a [region] layer last")
-    paths = [p for p in read_list(trainer.options.get("train", "data/train.list"),
-                                  "training list") if p]
+    paths = trainer.training_list(data)
     opts = net.options
     params = dict(jitter=region.jitter, hue=opts.hue, saturation=opts.saturation,
                   exposure=opts.exposure, max_boxes=region.max_boxes)
     if "labels" in trainer.options:   # joint detection + classification (combine9k.data)
         params["class_labels"] = [label for label in read_list(
             trainer.options["labels"], "labels list") if label]
+    # dataset classes: through the region's map= (YOLO9000) or the region's own
+    classes = len(region.map) if region.map is not None else region.classes
+    trainer.check_classes(data, classes)
+    check_detection_labels(paths, classes, params.get("class_labels"))
     loader = BatchLoader("detection", paths, trainer.images, params, seed, workers)
     max_batches = opts.max_batches if max_batches is None else max_batches
 
@@ -189,8 +213,7 @@ def train_classifier(data, cfg, weights=None, clear=False, seed=None, workers=2,
     net, opts, options = trainer.net, trainer.net.options, trainer.options
     labels = [label for label in read_list(options.get("labels", "data/labels.list"),
                                            "labels list") if label]
-    paths = [p for p in read_list(options.get("train", "data/train.list"), "training list")
-             if p]
+    paths = trainer.training_list(data)
     trainer.log(f"{len(paths)}")
     params = dict(labels=labels, min_size=int(opts.min_ratio * net.width),
                   max_size=int(opts.max_ratio * net.width), angle=opts.angle,

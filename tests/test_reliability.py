@@ -216,3 +216,43 @@ def test_a_jpeg_header_claiming_a_huge_image(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ImageError, match="65500x65500 pixels: more memory"):
         load_image(str(path))
+
+
+@pytest.mark.parametrize("label, message", [
+    ("1 0.5 0.5 0.2 0.2", "1.txt:1: class 1, but the network has 1 classes"),
+    ("0 nan 0.5 0.2 0.2", "1.txt:1: a box with a NaN or infinite value"),
+    ("0 0.5 0.5 -0.2 0.2", "1.txt:1: a box with a negative size"),
+    ("0 0.5 0.5 0.2", "1.txt:1: expected 'class x y w h' (5 fields), found 4"),
+])
+def test_bad_labels_stop_before_the_first_step(dataset, label, message):  # noqa: F811
+    (dataset / "labels" / "1.txt").write_text(label + "\n")
+    proc = _cli("detector", "train", dataset / "t.data", dataset / "t.cfg", "-workers", 0)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err and message in err
+    assert " avg, " not in out   # not one iteration ran
+    assert not (dataset / "backup" / "t.backup").exists()
+
+
+def test_data_file_problems_are_named(dataset):  # noqa: F811
+    data = dataset / "t.data"
+    text = data.read_text()
+    data.write_text(text.replace("classes=1", "classes=3"))
+    with pytest.raises(DarknetError, match="classes = 3, but .* has 1 classes"):
+        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=open(os.devnull, "w"))
+    (dataset / "train.txt").write_text("  \n\n")
+    data.write_text(text)
+    with pytest.raises(DarknetError, match="the list is empty"):
+        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=open(os.devnull, "w"))
+    data.write_text("\n".join(line for line in text.splitlines()
+                              if not line.startswith("train")))
+    with pytest.raises(DarknetError, match="no 'train =' line"):
+        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=open(os.devnull, "w"))
+
+
+def test_outside_and_empty_boxes_are_warned(dataset, capsys):  # noqa: F811
+    (dataset / "labels" / "1.txt").write_text("0 1.2 0.5 0.2 0.2\n0 0.5 0.5 0 0.2\n")
+    train_detector(str(dataset / "t.data"), str(dataset / "t.cfg"), workers=0, max_batches=1,
+                   out=open(os.devnull, "w"))
+    err = capsys.readouterr().err
+    assert "1 boxes reaching outside the image (clipped to it):" in err and "1.txt:1" in err
+    assert "1 boxes narrower or lower than .001" in err and "1.txt:2" in err
