@@ -7,11 +7,12 @@ setup(
     packages=find_packages(exclude=["tests"]),
     package_data={"darknet_py": ["../kernels/*.cu", "../kernels/*.cuh"]},
     python_requires=">=3.9",
-    install_requires=["numpy>=1.22", "pillow>=9"],
+    install_requires=["numpy>=1.22", "pillow>=9", "tqdm", "numba>=0.60"],
     extras_require={
-        "gpu": ["cupy-cuda12x"],
+        "gpu": ["cupy-cuda13x"],   # the H200 machines have CUDA 13
         "wordtree": ["nltk"],
-        "test": ["pytest"],
+        "onnx": ["onnx", "onnxruntime"],
+        "test": ["pytest", "onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["darknet_py=darknet_py.__main__:main"]},
 )

@@ -430,8 +430,14 @@ def main():
     log = Log(args.out)
     report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "shared":
               os.environ.get("DARKNET_PY_SHARED", str(ROOT.parent / "shared"))}
+
+    def checkpoint():
+        """The JSON as it stands, after every stage: a run cut short keeps what it did."""
+        if args.out:
+            (Path(args.out) / "gpu_check.json").write_text(json.dumps(report, indent=1))
     log("== environment")
     report["environment"] = environment(log)
+    checkpoint()
     status = 0
     from darknet_py.ops import cupy_backend, gpu_available
     if not gpu_available():
@@ -442,6 +448,7 @@ def main():
         report["tests"] = run_tests(log, args.quick)
         if any(r["returncode"] for r in report["tests"].values()):
             status = 1
+        checkpoint()
     if not args.skip_timings:
         if not gpu_available():
             log("== timings skipped: no GPU (CuPy or a CUDA device is missing)")
@@ -450,6 +457,7 @@ def main():
             log(f"== kernel timings (batch {args.kernel_batch}; CUDA events, median of 21 "
                 "after 3 warm-ups)")
             report["kernels"] = kernel_timings(ops, log, args.kernel_batch)
+            checkpoint()
             batches = [int(b) for b in args.batches.split(",") if b]
             train_batches = [int(b) for b in args.train_batches.split(",") if b]
             if args.quick:
@@ -458,12 +466,12 @@ def main():
                 "median of 5 after 2 warm-ups)")
             report["networks"] = network_timings(ops, log, batches, train_batches,
                                                  numpy_baseline=not args.quick)
+            checkpoint()
             if not args.quick:
                 log("== issue #7 targets: bench cfg/yolov2-voc.cfg on the GPU (--vs torch)")
                 report["bench"] = bench_targets(log, args.out)
     summary(log, report)
-    if args.out:
-        (Path(args.out) / "gpu_check.json").write_text(json.dumps(report, indent=1))
+    checkpoint()
     return status
 
 
