@@ -17,6 +17,7 @@ from .data.checks import check_detection_labels
 from .data.loader import BatchLoader, LoaderError
 from .errors import DarknetError
 from .network import load_network
+from .tree import read_tree
 
 
 def region_line(stats):
@@ -219,6 +220,11 @@ def train_classifier(data, cfg, weights=None, clear=False, seed=None, workers=2,
                   max_size=int(opts.max_ratio * net.width), angle=opts.angle,
                   aspect=opts.aspect, hue=opts.hue, saturation=opts.saturation,
                   exposure=opts.exposure)
+    if "tree" in options:   # darknet9000: WordTree targets (classifier.c, args.hierarchy)
+        params["tree"] = read_tree(options["tree"])
+        if params["tree"].n != len(labels):
+            raise DarknetError(f"{data}: tree = {options['tree']} has {params['tree'].n} "
+                               f"nodes but labels = lists {len(labels)} labels")
     trainer.log(f"{params['min_size']} {params['max_size']}")
     loader = BatchLoader("classification", paths, trainer.images, params, seed, workers)
     max_batches = opts.max_batches if max_batches is None else max_batches
