@@ -69,8 +69,8 @@ def check_detection_labels(image_paths, classes, class_labels=None):
                              "darknet does)")
     _warn(warnings["outside"], "boxes reaching outside the image (clipped to it)")
     if not boxes and not class_labels:
-        raise DarknetError(f"no boxes in the label files of the {len(image_paths)} training "
-                           "images: nothing to train a detector on")
+        log.warn(f"no boxes in the label files of the {len(image_paths)} training images: "
+                 "the detector learns only that there is nothing to find")
     return boxes
 
 
