@@ -124,7 +124,7 @@ def read_cfg(path):
     except OSError as err:
         raise CfgError(f"{path}: cannot open cfg file: {err.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")   # a byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as err:
         raise CfgError(f"{path}: not a text cfg file (byte {err.start} is not UTF-8)") from None
     return parse_cfg_text(text, path)
@@ -192,7 +192,7 @@ def report_unused(sections, strict=False, stream=None):
 def read_data_cfg(path):
     """A .data file (`key = value` lines) as a dict, read as darknet's read_data_cfg does."""
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as handle:
             lines = handle.read().splitlines()
     except OSError as err:
         raise CfgError(f"{path}: cannot open data file: {err.strerror}") from None
@@ -212,7 +212,7 @@ def read_data_cfg(path):
 def read_list(path, what="list"):
     """A list file (names, image paths), one entry per line, as darknet's get_paths."""
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as handle:
             return [line.rstrip("\r\n") for line in handle]
     except OSError as err:
         raise CfgError(f"{path}: cannot open {what}: {err.strerror}") from None

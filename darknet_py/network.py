@@ -397,6 +397,9 @@ def load_network(cfg, weights=None, batch=None, device=None, seed=1, strict=Fals
 
 def partial(cfg, weights, out, cutoff):
     """darknet partial: keep the first `cutoff` layers' weights, with seen reset to 0."""
+    if cutoff < 1:
+        raise DarknetError(f"partial: the number of layers to keep must be at least 1 "
+                           f"(found {cutoff})")
     net = parse_network_cfg(cfg, batch=1, device="cpu")
     net.load_weights(weights, cutoff=cutoff)
     # the kept layers only, as read: no random init of the rest (it is not written)

@@ -256,3 +256,17 @@ def test_outside_and_empty_boxes_are_warned(dataset, capsys):  # noqa: F811
     err = capsys.readouterr().err
     assert "1 boxes reaching outside the image (clipped to it):" in err and "1.txt:1" in err
     assert "1 boxes narrower or lower than .001" in err and "1.txt:2" in err
+
+
+def test_byte_order_marks_and_partial_counts(tmp_path):
+    cfg = tmp_path / "bom.cfg"
+    cfg.write_bytes(b"\xef\xbb\xbf" + CFG.encode())
+    net = darknet_py.parse_network_cfg(str(cfg))
+    assert net.layers[0].n_filters == 8
+    data = tmp_path / "bom.data"
+    data.write_bytes(b"\xef\xbb\xbfclasses=1\n")
+    from darknet_py.config import read_data_cfg
+    assert read_data_cfg(str(data)) == {"classes": "1"}
+    from darknet_py.network import partial
+    with pytest.raises(DarknetError, match="at least 1 .found -2."):
+        partial(str(cfg), "unused.weights", str(tmp_path / "out.weights"), -2)
