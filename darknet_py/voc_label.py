@@ -22,11 +22,12 @@ extension does not match its content (linked under the right extension when out 
 root), images or annotations listed but missing (skipped), unknown class names (skipped).
 """
 import os
-import sys
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
+from . import log
 from .data.labels import IMAGE_EXTENSIONS, difficult_label_path, label_path, read_voc_xml
 from .errors import DarknetError
 from .fileio import atomic_write_text
@@ -169,14 +170,33 @@ def _place_image(source, out, image_id, true_format, in_place):
     return link
 
 
-def voc_label(root, out=None, sets=("train", "val", "test"), names=None, warn=None):
+def split_ids(ids_by_set, fraction, seed=0):
+    """Every image of the sets, shuffled by `seed`, cut into disjoint train (the first
+    `fraction`) and valid lists: for datasets without ImageSets (raccoon), where train and
+    valid would otherwise be the same images."""
+    if not 0 < fraction < 1:
+        raise DarknetError(f"-split {fraction}: expected a fraction between 0 and 1 (0.8 "
+                           "keeps 80% for training)")
+    ids = list(dict.fromkeys(i for listed in ids_by_set.values() for i in listed))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    cut = int(round(fraction * len(ids)))
+    if not 0 < cut < len(ids):
+        raise DarknetError(f"-split {fraction} of {len(ids)} images leaves one side empty")
+    return {"train": [ids[i] for i in sorted(order[:cut])],
+            "valid": [ids[i] for i in sorted(order[cut:])]}
+
+
+def voc_label(root, out=None, sets=("train", "val", "test"), names=None, warn=None,
+              split=None, seed=0):
     """Convert the VOC dataset at `root`; returns a VocLabelReport. names: the class list
-    (index = class id); by default the sorted names found in the annotations."""
+    (index = class id); by default the sorted names found in the annotations. split: a
+    fraction: the images are shuffled with `seed` into disjoint train and valid lists
+    instead of the dataset's own sets."""
     report_warnings = []
 
     def warning(message):
         report_warnings.append(message)
-        (warn or (lambda m: print(f"voc_label: warning: {m}", file=sys.stderr)))(message)
+        (warn or (lambda m: log.warn(f"voc_label: {m}")))(message)
 
     root = os.path.abspath(root)
     out = os.path.abspath(out or root)
@@ -194,6 +214,8 @@ def voc_label(root, out=None, sets=("train", "val", "test"), names=None, warn=No
                            "folder with -out") from None
 
     ids_by_set = _set_ids(root, sets, annotations, warning)
+    if split is not None:
+        ids_by_set = split_ids(ids_by_set, split, seed)
     parsed = {}
     for image_id in dict.fromkeys(i for ids in ids_by_set.values() for i in ids):
         xml = os.path.join(annotations, image_id + ".xml")
@@ -257,7 +279,7 @@ def _write_data_file(out, report):
 
     lines = [f"classes = {len(report.classes)}"]
     for key, set_name in (("train", first("train", "trainval", "all")),
-                          ("valid", first("test", "val", "all"))):
+                          ("valid", first("valid", "test", "val", "all"))):
         if set_name is not None:
             lines.append(f"{key} = {os.path.join(out, set_name + '.txt')}")
     lines += [f"names = {names_path}", f"backup = {os.path.join(out, 'backup')}",

@@ -169,3 +169,18 @@ def test_raccoon_conversion(tmp_path):
     assert list(report.sets) == ["all"] and len(report.sets["all"]) == 200
     assert report.boxes == 217 and report.classes == ["raccoon"]
     assert len(warnings) == 1 and "no ImageSets/Main" in warnings[0]
+
+
+def test_split_gives_disjoint_train_and_valid_lists(tmp_path):
+    """raccoon has no ImageSets: -split 0.8 -seed N shuffles it into disjoint lists, the
+    same for the same seed, and the .data file points train= and valid= at them."""
+    root = need_shared("datasets", "raccoon")
+    report = voc_label(str(root), str(tmp_path / "a"), split=0.8, seed=5, warn=lambda m: None)
+    train, valid = report.sets["train"], report.sets["valid"]
+    assert len(train) == 160 and len(valid) == 40 and not set(train) & set(valid)
+    again = voc_label(str(root), str(tmp_path / "b"), split=0.8, seed=5, warn=lambda m: None)
+    assert [os.path.basename(p) for p in again.sets["valid"]] == \
+        [os.path.basename(p) for p in valid]
+    data = (tmp_path / "a" / "voc.data").read_text()
+    assert f"train = {tmp_path / 'a' / 'train.txt'}" in data
+    assert f"valid = {tmp_path / 'a' / 'valid.txt'}" in data
