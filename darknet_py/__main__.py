@@ -14,31 +14,52 @@ COMMANDS = {
     "voc_label": ("darknet_py.cli.evaluate", "voc_label_main"),
     "wordtree": ("darknet_py.cli.wordtree", "main"),
     "bench": ("darknet_py.cli.bench", "main"),
+    "export": ("darknet_py.cli.export", "main"),
 }
 
-USAGE = """usage: python -m darknet_py <command> [args]
-commands:
-  detector train <data> <cfg> [weights] [-clear] [-seed N] [-workers N] [-max_batches N]
-  detector test <data> <cfg> <weights> [image] [-thresh .5] [-hier .5] [-out name]
-  detector valid|recall|map <data> <cfg> <weights>
-  detect <cfg> <weights> [image]                   (detector test with cfg/coco.data)
-  classifier train <data> <cfg> [weights] [-clear] [-seed N] [-workers N]
-  classifier predict <data> <cfg> <weights> [image] [-t top]
-  classify <cfg> <weights> [image]                 (classifier predict, cfg/imagenet1k.data)
-  partial <cfg> <weights> <output> <layers>        (keep the first <layers> layers)
-  forward <cfg> <weights|none> <image|input.npy> --dump DIR
-  wordtree <labels> -o <tree> [-names F]           (build a WordTree from WordNet)
-  bench <cfg> [-batch N] [-train] [-layers] [-json out] [--vs opencv,torch]
-common options: -exact (darknet's GEMM summation order: bit-faithful, slow), -i <gpu>, -nogpu"""
+# commands whose module has no PARSERS table (yet): their usage constants
+FALLBACK_USAGE = {}
+
+
+def _command_usages(name):
+    """Usage lines of a command, generated from its argparse parsers."""
+    import importlib
+    from .cli import short_usage
+    module_name, _ = COMMANDS[name]
+    lines = []
+    try:
+        module = importlib.import_module(module_name)
+        parsers = getattr(module, "PARSERS", {}).get(name)
+        if parsers:
+            lines += [short_usage(factory()) for factory in parsers]
+        fallback = FALLBACK_USAGE.get(name)
+        if fallback and not parsers:
+            text = getattr(importlib.import_module(fallback[0]), fallback[1], "")
+            lines += [" ".join(line.split()).removeprefix("python -m darknet_py ")
+                      for line in text.splitlines() if "darknet_py" in line]
+    except Exception as err:   # noqa: BLE001 (an optional dependency may be missing)
+        lines.append(f"{name} (unavailable: {err})")
+    return lines or [name]
+
+
+def usage():
+    """The top-level usage: every command's usage from its parsers."""
+    lines = ["usage: python -m darknet_py <command> [args]   (`<command> -h` for its options)",
+             "commands:"]
+    for name in COMMANDS:
+        lines += ["  " + line for line in _command_usages(name)]
+    lines.append("common options: -exact (darknet's GEMM summation order: bit-faithful, slow), "
+                 "-i <gpu>, -nogpu")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return 0
     if argv[0] not in COMMANDS:
-        print(f"darknet_py: unknown command '{argv[0]}'\n{USAGE}", file=sys.stderr)
+        print(f"darknet_py: unknown command '{argv[0]}'\n{usage()}", file=sys.stderr)
         return 2
     module_name, function = COMMANDS[argv[0]]
     import importlib

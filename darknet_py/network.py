@@ -194,23 +194,17 @@ class Network:
 
     def first_non_finite(self):
         """Where a diverged step went wrong: (layer index, what, count) of the first layer
-        whose output, delta or parameters hold NaN or inf, or None. The check is one sum
-        per array on the backend (NaN and inf survive a sum), then a count where it fails."""
-        xp = self.ops.xp
-        with np.errstate(all="ignore"):   # inf - inf in a sum: the NaN is the answer
-            return self._first_non_finite(xp)
-
-    def _first_non_finite(self, xp):
+        whose output, delta or parameters hold NaN or inf, or None."""
         for layer in self.layers:
             arrays = [("output", layer.output), ("delta", layer.delta)]
-            arrays += [(param.name, getattr(layer, param.name)) for param in layer.params()]
+            arrays += [(param.name, getattr(layer, param.name)) for param in layer.params()
+                       if param.on_device]   # (the anchors never change)
             for what, array in arrays:
                 if array is None or not hasattr(array, "dtype"):
                     continue
-                if not bool(xp.isfinite(array.sum(dtype=xp.float64))):
-                    bad = int(array.size - int(xp.count_nonzero(xp.isfinite(array))))
-                    if bad:
-                        return layer.index, what, bad
+                bad = self.ops.count_non_finite(array)
+                if bad:
+                    return layer.index, what, bad
         return None
 
     def parameter_layers(self):
@@ -254,15 +248,14 @@ class Network:
         self.ensure_initialized()
         step = self.step()
         x = self.ops.to_device(x)
-        xp = self.ops.xp
-        if not bool(xp.isfinite(x.sum(dtype=xp.float64))):
+        if self.ops.count_non_finite(x):
             log.warn(f"{self.path}: the input holds NaN or infinite values")
         # darknet_py says what went non-finite itself: no numpy RuntimeWarnings
         with np.errstate(all="ignore"):
             for layer in self.layers:
                 x = layer.forward(x, step)
         output = self.output_layer().output
-        if not bool(xp.isfinite(output.sum(dtype=xp.float64))):
+        if self.ops.count_non_finite(output):
             problem = self.first_non_finite()
             where = "" if problem is None else \
                 f"; first at layer {problem[0]} ({self.layers[problem[0]].type}) {problem[1]}"

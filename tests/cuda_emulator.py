@@ -384,7 +384,8 @@ def make_cupy():
     for name in ("empty", "zeros", "ones", "full"):
         module.__dict__[name] = (lambda f: lambda *a, **k: f(*a, **k).view(DeviceArray))(
             getattr(np, name))
-    for name in ("matmul", "concatenate", "where", "broadcast_to", "stack"):
+    for name in ("matmul", "concatenate", "where", "broadcast_to", "stack", "isfinite",
+                 "count_nonzero"):
         module.__dict__[name] = _routine(name)
     module.RawModule = RawModule
     module.cuda = types.SimpleNamespace(

@@ -3,10 +3,9 @@
 Tiny cfgs written here cover each translated layer (batch norm folded or not, grouped and
 strided convs, every activation, darknet's maxpool padding, route, reorg both ways,
 avgpool + softmax classifiers, connected, dropout, region activations), and the shipped
-yolov2-tiny-voc and yolov2-voc cfgs run at 96x96. Weights are darknet's random init
-(load_network(cfg, None)) with the batch-norm statistics replaced by finite random ones
-(darknet's initial variance 0 overflows, as bench.random_network notes), so the fold is
-exercised too. onnxruntime's output must agree with ours to a relative L2 of 1e-5 and a
+yolov2-tiny-voc and yolov2-voc cfgs run at 96x96. Weights are darknet's distributions
+drawn by NumPy (bench.random_network: darknet's glibc stream in Python is slow) with the
+batch-norm statistics replaced by finite random ones, so the fold is exercised too. onnxruntime's output must agree with ours to a relative L2 of 1e-5 and a
 max abs difference of 2e-5 * max(1, max |ours|): both compute in float32, in other
 summation orders (folding batch norm into the weights rounds differently too).
 """
@@ -19,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 from darknet_py.errors import DarknetError
-from darknet_py.network import load_network
+from darknet_py.bench import random_network
 
 onnx = pytest.importorskip("onnx", reason="export needs onnx: pip install -e '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="checking the export needs onnxruntime: "
@@ -38,8 +37,8 @@ def write_cfg(tmp_path, body, width=12, height=12, channels=3, name="net.cfg"):
 
 
 def random_net(cfg, seed=0):
-    """darknet's random init, then finite batch-norm statistics and scales."""
-    net = load_network(cfg, None, batch=1, device="cpu")
+    """Random weights, then finite random batch-norm statistics and scales."""
+    net = random_network(cfg, batch=1, device="cpu", seed=seed)
     rng = np.random.default_rng(seed)
     for layer in net.layers:
         if getattr(layer, "rolling_variance", None) is not None:

@@ -184,3 +184,11 @@ def test_split_gives_disjoint_train_and_valid_lists(tmp_path):
     data = (tmp_path / "a" / "voc.data").read_text()
     assert f"train = {tmp_path / 'a' / 'train.txt'}" in data
     assert f"valid = {tmp_path / 'a' / 'valid.txt'}" in data
+
+
+def test_split_on_the_command_line(tmp_path, capsys):
+    root = need_shared("datasets", "raccoon")
+    assert cli_main(["voc_label", str(root), "-out", str(tmp_path), "-split", "0.75",
+                     "-seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 150 images" in out and "valid: 50 images" in out

@@ -1,39 +1,51 @@
 """`bench <cfg> [-batch N | -batches 1,2,4 [-plot out.png]] [-i gpu | -nogpu] [-train] [-layers]
 [-json out] [--vs opencv,torch]`"""
-from . import Args, device_from
+from . import add_device, device_from, make_parser, parse
 
-USAGE = ("python -m darknet_py bench <cfg> [-weights W] [-batch N | -batches 1,2,4,8 "
-         "[-plot out.png]] [-i gpu | -nogpu] [-train] [-layers] [-runs N] [-exact] "
-         "[-json out.json] [--vs opencv,torch]")
+
+def bench_parser():
+    parser = make_parser("bench", "Time a network (median of runs after warm-up) against this "
+                         "machine's measured GEMM and copy ceilings.", skip_ignored=())
+    parser.add_argument("cfg", help="network .cfg")
+    parser.add_argument("-weights", default=None, help=".weights (default: random init)")
+    parser.add_argument("-batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("-batches", default=None, metavar="1,2,4,8",
+                        help="sweep batch sizes (throughput against batch size)")
+    parser.add_argument("-plot", default=None, metavar="PNG",
+                        help="with -batches: draw throughput against batch size")
+    parser.add_argument("-runs", type=int, default=10, help="timed runs (default 10)")
+    parser.add_argument("-train", action="store_true", help="time training steps too")
+    parser.add_argument("-layers", action="store_true",
+                        help="each layer's time and distance to the roofline")
+    parser.add_argument("-json", default=None, metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--vs", "-vs", default=None, metavar="ENGINES",
+                        help="time other engines on the same net: opencv,torch,onnxruntime")
+    add_device(parser)
+    return parser
 
 
 def main(argv):
     from ..bench import bench, main_json, sweep
-    args = Args(argv)
-    batch = args.integer("-batch", default=1)
-    batches = args.text("-batches")
-    plot = args.text("-plot")
-    runs = args.integer("-runs", default=10)
-    weights = args.text("-weights")
-    json_path = args.text("-json")
-    vs = args.text("--vs", "-vs")
-    train, layers, exact = args.flag("-train"), args.flag("-layers"), args.flag("-exact")
+    args = parse(bench_parser(), argv)
     device = device_from(args)
-    (cfg,) = args.positional(1, USAGE)
-    if cfg is None:
-        raise SystemExit(f"usage: {USAGE}")
-    if batches:
+    if args.batches:
         try:
-            sizes = [int(value) for value in batches.split(",") if value.strip()]
+            sizes = [int(value) for value in args.batches.split(",") if value.strip()]
         except ValueError:
-            raise SystemExit(f"-batches: expected batch sizes like 1,2,4,8, found {batches!r}")
+            raise SystemExit(f"-batches: expected batch sizes like 1,2,4,8, found "
+                             f"{args.batches!r}")
         if not sizes or min(sizes) < 1:
-            raise SystemExit(f"-batches: expected positive batch sizes, found {batches!r}")
-        result = sweep(cfg, sizes, device, train, runs, weights=weights, exact=exact, plot=plot)
-    elif plot:
+            raise SystemExit(f"-batches: expected positive batch sizes, found {args.batches!r}")
+        result = sweep(args.cfg, sizes, device, args.train, args.runs, weights=args.weights,
+                       exact=args.exact, plot=args.plot)
+    elif args.plot:
         raise SystemExit("-plot draws throughput against batch size: give -batches too")
     else:
-        result = bench(cfg, batch, device, train, layers, runs, weights=weights, exact=exact,
-                       vs=vs)
-    if json_path:
-        main_json(result, json_path)
+        result = bench(args.cfg, args.batch, device, args.train, args.layers, args.runs,
+                       weights=args.weights, exact=args.exact, vs=args.vs)
+    if args.json:
+        main_json(result, args.json)
+    return 0
+
+
+PARSERS = {"bench": [bench_parser]}

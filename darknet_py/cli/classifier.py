@@ -1,57 +1,96 @@
-"""`classifier predict` and the `classify` shortcut (darknet's classifier.c)."""
+"""`classifier <predict|train>` and the `classify` shortcut (darknet's classifier.c).
+
+`classifier predict` takes any number of inputs (image paths, folders, globs, .txt/.list
+files of paths) in batches of -batch N and prints darknet's top-k lines for each."""
 from .. import api
+from ..errors import DarknetError
 from ..image import load_image
-from . import Args, device_from
-from .common import Timer, image_paths, load_for_inference, read_names, train_command
+from . import add_device, device_from, dispatch, make_parser, parse
+from .common import (Timer, batches, image_paths, load_for_inference, progress, read_names,
+                     run_training, train_parser)
 
-USAGE = ("python -m darknet_py classifier predict <data> <cfg> <weights> [image] [-t top] "
-         "[-exact] [-i gpu | -nogpu]")
+DESCRIPTION = "Classification: darknet's classifier.c."
 
 
-def predict_classifier(data, cfg, weights, filename, top=0, device="cpu", exact=False):
+def predict_parser(prog="classifier predict", with_data=True, default_top=0):
+    parser = make_parser(prog, "Print the top classes of images as darknet's `classifier "
+                         "predict`; with no image, paths are read at an 'Enter Image Path:' "
+                         "prompt.")
+    if with_data:
+        parser.add_argument("data", help=".data file (names=, top=)")
+    parser.add_argument("cfg", help="network .cfg")
+    parser.add_argument("weights", help=".weights file")
+    parser.add_argument("images", nargs="*", default=[],
+                        help="images, folders (their images, sorted), globs, or .txt/.list "
+                             "files of paths")
+    parser.add_argument("-t", "-top", dest="top", type=int, default=default_top,
+                        help="how many classes (default: the .data file's top=, else 1)")
+    parser.add_argument("-batch", type=int, default=1, help="images per forward (default 1)")
+    add_device(parser)
+    return parser
+
+
+def predict_classifier(data, cfg, weights, filenames, top=0, device="cpu", exact=False,
+                       batch=1):
     options, names = read_names(data)
     if top == 0:
         top = int(options.get("top", 1))
+    if isinstance(filenames, str):
+        filenames = [filenames]
+    filenames = list(filenames or [])
+    if batch < 1:
+        raise DarknetError(f"-batch: expected a positive batch size, found {batch}")
     net = load_for_inference(cfg, weights, device, exact)
-    for path in image_paths(filename):
-        im = load_image(path)
+    paths, total = image_paths(filenames), None
+    if filenames:
+        paths = list(paths)
+        total = (len(paths) + batch - 1) // batch
+    else:
+        batch = 1   # paths typed at the prompt run one by one
+    for chunk in progress(batches(paths, batch), total):
+        ims = [load_image(path) for path in chunk]
         with Timer() as timer:
-            api.predict_image(net, im)
-        predictions = api.classifier_predictions(net)
-        print(f"{path}: Predicted in {timer.seconds:f} seconds.")
-        for index in api.top_k(predictions, top):
-            print(f"{predictions[index] * 100:5.2f}%: {names[index]}")
-        if filename:
-            break
+            api.predict_images(net, ims)
+        for i, path in enumerate(chunk):
+            predictions = api.classifier_predictions(net, batch_index=i)
+            print(f"{path}: Predicted in {timer.seconds:f} seconds.")
+            for index in api.top_k(predictions, top):
+                print(f"{predictions[index] * 100:5.2f}%: {names[index]}", flush=True)
+    return 0
 
 
-TRAIN_USAGE = ("python -m darknet_py classifier train <data> <cfg> [weights] [-clear] "
-               "[-seed N] [-workers N] [-max_batches N] [-i gpu | -nogpu]")
+def run_predict(args):
+    return predict_classifier(args.data, args.cfg, args.weights, args.images, args.top,
+                              device_from(args), args.exact, args.batch)
 
 
-def train_main(argv):
+def _train_parser():
+    return train_parser("classifier", "Train a classifier as darknet's train_classifier "
+                        "(random crops, darknet's augmentation).")
+
+
+def _train(args):
     from ..train import train_classifier
-    return train_command(argv, TRAIN_USAGE, train_classifier)
+    return run_training(args, train_classifier)
+
+
+COMMANDS = {"predict": (predict_parser, run_predict), "train": (_train_parser, _train)}
 
 
 def main(argv):
-    if argv and argv[0] == "train":
-        return train_main(argv)
-    args = Args(argv)
-    top = args.integer("-t", default=0)
-    exact = args.flag("-exact")
-    device = device_from(args)
-    command, data, cfg, weights, filename = args.positional(5, USAGE)
-    if command == "predict" and cfg and weights:
-        return predict_classifier(data, cfg, weights, filename, top, device, exact)
-    raise SystemExit(f"usage: {USAGE}")
+    return dispatch("classifier", argv, COMMANDS, DESCRIPTION)
+
+
+def classify_parser():
+    return predict_parser("classify", with_data=False, default_top=5)
 
 
 def classify_shortcut(argv):
-    """`classify <cfg> <weights> [image]` = classifier predict with cfg/imagenet1k.data, top 5."""
-    args = Args(argv)
-    exact = args.flag("-exact")
-    device = device_from(args)
-    cfg, weights, filename = args.positional(3, "python -m darknet_py classify <cfg> <weights> "
-                                                "[image]")
-    return predict_classifier("cfg/imagenet1k.data", cfg, weights, filename, 5, device, exact)
+    """`classify <cfg> <weights> [image...]` = classifier predict with cfg/imagenet1k.data,
+    top 5."""
+    args = parse(classify_parser(), argv)
+    return predict_classifier("cfg/imagenet1k.data", args.cfg, args.weights, args.images,
+                              args.top, device_from(args), args.exact, args.batch)
+
+
+PARSERS = {"classifier": [predict_parser, _train_parser], "classify": [classify_parser]}

@@ -1,17 +1,18 @@
-"""Pieces shared by the detector and classifier commands."""
+"""Pieces shared by the detector and classifier commands: names, networks, many inputs
+(paths, folders, globs, list files) in batches, output names, training options."""
+import glob
 import os
+import sys
 import time
 
 from ..config import read_data_cfg, read_list
 from ..errors import DarknetError
 from ..network import load_network
+from . import add_device, device_from, make_parser, parse
 
-
-def data_option(options, key, default, data_path):
-    value = options.get(key, default)
-    if value is None:
-        raise DarknetError(f"{data_path}: no '{key} =' line")
-    return value
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm", ".pnm", ".tga")
+LIST_EXTENSIONS = (".txt", ".list")
 
 
 def read_names(data_path, default="data/names.list"):
@@ -24,14 +25,48 @@ def read_names(data_path, default="data/names.list"):
     return options, read_list(names_path, "names list")
 
 
-def load_for_inference(cfg, weights, device, exact=False):
-    return load_network(cfg, weights, batch=1, device=device, verbose=True, exact=exact)
+def load_for_inference(cfg, weights, device, exact=False, batch=1):
+    return load_network(cfg, weights, batch=batch, device=device, verbose=True, exact=exact)
 
 
-def image_paths(filename):
-    """The image to run, or, as darknet does without one, paths typed at a prompt."""
-    if filename:
-        yield filename
+# ----------------------------------------------------------------------- many inputs
+
+def is_image_name(path):
+    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def expand_inputs(arguments):
+    """Image paths from the command line's inputs, in order: a folder gives its images
+    (sorted by name), a glob its matches (sorted), a .txt/.list file one path a line (as
+    darknet's valid lists; blank lines skipped), anything else is an image path."""
+    paths = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            found = sorted(os.path.join(argument, name) for name in os.listdir(argument)
+                           if is_image_name(name)
+                           and os.path.isfile(os.path.join(argument, name)))
+            if not found:
+                raise DarknetError(f"{argument}: the folder holds no images")
+            paths += found
+        elif not os.path.exists(argument) and any(c in argument for c in "*?["):
+            found = sorted(glob.glob(argument))
+            if not found:
+                raise DarknetError(f"{argument}: no file matches")
+            paths += found
+        elif argument.lower().endswith(LIST_EXTENSIONS) and os.path.isfile(argument):
+            paths += [line.strip() for line in read_list(argument, "image list")
+                      if line.strip()]
+        else:
+            paths.append(argument)
+    return paths
+
+
+def image_paths(filenames):
+    """The images to run, or, as darknet does without one, paths typed at a prompt."""
+    if isinstance(filenames, str):
+        filenames = [filenames]
+    if filenames:
+        yield from expand_inputs(filenames)
         return
     while True:
         try:
@@ -40,6 +75,42 @@ def image_paths(filename):
             return
         if line.strip():
             yield line.strip()
+
+
+def batches(paths, size):
+    """Lists of up to `size` paths (from a generator too: the prompt yields one at a time)."""
+    chunk = []
+    for path in paths:
+        chunk.append(path)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def progress(items, total, what="images"):
+    """tqdm over items when stderr is a terminal and there is more than one; else items."""
+    if total is None or total <= 1 or not sys.stderr.isatty():
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, total=total, unit=" batch", desc=what, file=sys.stderr, leave=False)
+
+
+def output_path(out, path, several, default="predictions"):
+    """Where the drawn image for `path` goes (without .jpg): darknet's <out> (default
+    predictions) for one input; with several, <out>/<stem> when out is a folder (or ends
+    with /), else <out>_<stem>."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if not several:
+        return out or default
+    if out and (os.path.isdir(out) or out.endswith(("/", os.sep))):
+        os.makedirs(out, exist_ok=True)
+        return os.path.join(out, stem)
+    return f"{out or default}_{stem}"
 
 
 class Timer:
@@ -51,19 +122,32 @@ class Timer:
         self.seconds = time.time() - self.start
 
 
-def train_command(argv, usage, train_function):
-    """`detector train` and `classifier train`: the same options, darknet's spelling."""
-    from . import Args, device_from
-    args = Args(argv)
-    clear = args.flag("-clear")
-    seed = args.integer("-seed")
-    workers = args.integer("-workers", default=2)
-    max_batches = args.integer("-max_batches")
-    device = device_from(args)
-    _, data, cfg, weights = args.positional(4, usage)
-    if cfg is None:
-        raise SystemExit(f"usage: {usage}")
+# ----------------------------------------------------------------------- training
+
+def train_parser(group, description):
+    parser = make_parser(f"{group} train", description)
+    parser.add_argument("data", help=".data file (train=, backup=, classes=, names=)")
+    parser.add_argument("cfg", help="network .cfg")
+    parser.add_argument("weights", nargs="?", default=None,
+                        help="initial weights (partial files too)")
+    parser.add_argument("-clear", action="store_true", help="start seen and the schedule at 0")
+    parser.add_argument("-seed", type=int, default=None, help="make the run reproducible")
+    parser.add_argument("-workers", type=int, default=2, help="loader processes (default 2)")
+    parser.add_argument("-max_batches", type=int, default=None,
+                        help="stop after N iterations (overrides the cfg)")
+    add_device(parser, exact=False)
+    return parser
+
+
+def run_training(args, train_function):
     try:
-        train_function(data, cfg, weights, clear, seed, workers, device, max_batches)
+        train_function(args.data, args.cfg, args.weights, args.clear, args.seed, args.workers,
+                       device_from(args), args.max_batches)
     except KeyboardInterrupt:   # the trainer has saved the backup already
         return 130
+    return 0
+
+
+def train_command(argv, group, train_function, description=None):
+    """`detector train` and `classifier train`: the same options, darknet's spelling."""
+    return run_training(parse(train_parser(group, description), argv), train_function)

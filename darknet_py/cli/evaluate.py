@@ -2,7 +2,8 @@
 
 valid and recall follow darknet's detector.c (validate_detector, validate_detector_recall);
 map and calc_anchors are not in pjreddie's darknet and follow the VOC devkit and the YOLOv2
-paper (see darknet_py.evaluation).
+paper (see darknet_py.evaluation). The commands read, loop and write files; the result-line
+formats are darknet_py.evaluation.writers, the charts darknet_py.plot.
 """
 import math
 import os
@@ -13,14 +14,16 @@ import numpy as np
 
 from .. import detection
 from ..config import read_cfg, read_data_cfg, read_list
+from ..data.labels import image_id, label_path, read_image_labels, read_label_file
 from ..errors import DarknetError
 from ..evaluation import anchors as dimension_clusters
-from ..evaluation.ap import (ScoredBox, TruthBox, evaluate, format_detection_line,
-                             read_detection_file)
-from ..evaluation.labels import image_id, label_path, read_image_labels, read_label_file
+from ..evaluation.ap import ScoredBox, TruthBox, evaluate, read_detection_file
+from ..evaluation.writers import (COCO_IDS, coco_lines, comp4_records, format_detection_line,
+                                  imagenet_lines)
 from ..fileio import atomic_write_text
 from ..image import letterbox_image, load_image, resize_image
-from . import Args, device_from
+from ..plot import line_chart
+from . import add_device, device_from, make_parser, parse
 from .common import load_for_inference, read_names
 
 F32 = np.float32
@@ -31,12 +34,6 @@ DETECTOR_USAGE = """usage:
   python -m darknet_py detector map <data> <cfg> <weights> [-iou .5] [-points 11|0] [-exact]
   python -m darknet_py detector map <data> -dets <comp4 folder> [-out prefix] [-iou .5]
                                     [-points 11|0]"""
-
-# COCO category ids of darknet's 80 classes (darknet's coco_ids table in detector.c).
-COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-            25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49,
-            50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74,
-            75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90]
 
 VALID_THRESH, VALID_NMS = 0.005, 0.45          # validate_detector's fixed values
 RECALL_THRESH, RECALL_IOU, RECALL_NMS = 0.001, 0.5, 0.4   # validate_detector_recall's
@@ -76,64 +73,6 @@ def _detect(net, im, thresh, nms, class_map):
                                     relative=False)
     order = detection.do_nms_sort(boxes, nms) if nms else np.arange(len(boxes.prob))
     return boxes, order
-
-
-def _corners(boxes, order, offset):
-    """xmin, ymin, xmax, ymax in float32 as print_detector_detections (offset 1) and
-    print_cocos (offset 0) compute them: `bbox.x - bbox.w/2. + 1` is evaluated in double
-    (the 2. literal) and stored in a float."""
-    xywh = boxes.xywh[order].astype(np.float64)
-    half_w, half_h = xywh[:, 2] / 2.0, xywh[:, 3] / 2.0
-    return ((xywh[:, 0] - half_w + offset).astype(F32), (xywh[:, 1] - half_h + offset).astype(F32),
-            (xywh[:, 0] + half_w + offset).astype(F32), (xywh[:, 1] + half_h + offset).astype(F32))
-
-
-def comp4_records(boxes, order, im_w, im_h, classes):
-    """(class, prob, xmin, ymin, xmax, ymax) as print_detector_detections writes them: boxes
-    in NMS order, 1-based pixels clipped to [1, w] x [1, h], every class with a nonzero prob."""
-    xmin, ymin, xmax, ymax = _corners(boxes, order, 1.0)
-    xmin, ymin = np.where(xmin < 1, F32(1), xmin), np.where(ymin < 1, F32(1), ymin)
-    xmax, ymax = np.where(xmax > im_w, F32(im_w), xmax), np.where(ymax > im_h, F32(im_h), ymax)
-    probs = boxes.prob[order][:, :classes]
-    return [(int(j), float(probs[i, j]), float(xmin[i]), float(ymin[i]), float(xmax[i]),
-             float(ymax[i])) for i, j in zip(*np.nonzero(probs))]
-
-
-def _clipped_zero_based(boxes, order, im_w, im_h):
-    """print_cocos / print_imagenet_detections corners: 0-based, clipped to [0, w] x [0, h]."""
-    xmin, ymin, xmax, ymax = _corners(boxes, order, 0.0)
-    return (np.where(xmin < 0, F32(0), xmin), np.where(ymin < 0, F32(0), ymin),
-            np.where(xmax > im_w, F32(im_w), xmax), np.where(ymax > im_h, F32(im_h), ymax))
-
-
-def coco_image_id(path):
-    """get_coco_image_id: atoi of what follows the last '_' (else the last '/')."""
-    cut = max(path.rfind("_"), path.rfind("/"))
-    digits = ""
-    for char in path[cut + 1:]:
-        if not char.isdigit():
-            break
-        digits += char
-    return int(digits) if digits else 0
-
-
-def coco_lines(path, boxes, order, im_w, im_h, classes):
-    """print_cocos: one JSON object per (box, class) with a nonzero prob, bbox = x, y, w, h."""
-    xmin, ymin, xmax, ymax = _clipped_zero_based(boxes, order, im_w, im_h)
-    width, height = xmax - xmin, ymax - ymin    # float subtraction, as darknet's bw, bh
-    probs = boxes.prob[order][:, :classes]
-    image = coco_image_id(path)
-    return [f'{{"image_id":{image}, "category_id":{COCO_IDS[j]}, "bbox":[{float(xmin[i]):f}, '
-            f'{float(ymin[i]):f}, {float(width[i]):f}, {float(height[i]):f}], '
-            f'"score":{float(probs[i, j]):f}}}' for i, j in zip(*np.nonzero(probs))]
-
-
-def imagenet_lines(number, boxes, order, im_w, im_h, classes):
-    """print_imagenet_detections: `<image number> <class+1> <prob> <corners>`, 0-based."""
-    xmin, ymin, xmax, ymax = _clipped_zero_based(boxes, order, im_w, im_h)
-    probs = boxes.prob[order][:, :classes]
-    return [f"{number} {j + 1} {float(probs[i, j]):f} {float(xmin[i]):f} {float(ymin[i]):f} "
-            f"{float(xmax[i]):f} {float(ymax[i]):f}\n" for i, j in zip(*np.nonzero(probs))]
 
 
 # ----------------------------------------------------------------------- detector valid
@@ -338,15 +277,45 @@ def detector_map(data, cfg=None, weights=None, iou=0.5, points=11, dets_folder=N
     return results, mean
 
 
+DETECTOR_HELP = {
+    "valid": "Write darknet's comp4 (VOC), COCO JSON or ImageNet detection files for the "
+             ".data file's valid= list (validate_detector: thresh .005, nms .45).",
+    "recall": "Print darknet's running recall over the valid= list (validate_detector_recall).",
+    "map": "VOC mean average precision of a network (or of comp4 files with -dets) over the "
+           "valid= list.",
+}
+
+
+def detector_parser(command):
+    """The parser of `detector valid|recall|map`."""
+    parser = make_parser(f"detector {command}", DETECTOR_HELP[command])
+    parser.add_argument("data", help=".data file (valid=, names=, classes=)")
+    optional = "?" if command == "map" else None
+    parser.add_argument("cfg", nargs=optional, default=None, help="network .cfg")
+    parser.add_argument("weights", nargs=optional, default=None, help=".weights file")
+    if command in ("valid", "map"):
+        parser.add_argument("-out", default=None, metavar="PREFIX",
+                            help="output file prefix (default comp4_det_test_)")
+    if command == "map":
+        parser.add_argument("-iou", type=float, default=0.5, help="IoU for a match (default .5)")
+        parser.add_argument("-points", type=int, default=11,
+                            help="11: VOC2007 11-point AP; 0: all-point AP (default 11)")
+        parser.add_argument("-dets", default=None, metavar="FOLDER",
+                            help="score comp4 files from this folder instead of a network")
+    add_device(parser)
+    return parser
+
+
 def detector_main(argv):
-    args = Args(argv)
-    outfile = args.text("-out")
-    iou = args.number("-iou", default=0.5)
-    points = args.integer("-points", default=11)
-    dets_folder = args.text("-dets")
-    exact = args.flag("-exact")
+    command = argv[0] if argv else None
+    if command not in DETECTOR_HELP:
+        raise DarknetError(f"unknown detector command '{command}'\n{DETECTOR_USAGE}")
+    args = parse(detector_parser(command), argv[1:])
+    data, cfg, weights, exact = args.data, args.cfg, args.weights, args.exact
     device = device_from(args)
-    command, data, cfg, weights = args.positional(4, DETECTOR_USAGE)
+    outfile = getattr(args, "out", None)
+    iou, points, dets_folder = (getattr(args, "iou", 0.5), getattr(args, "points", 11),
+                                getattr(args, "dets", None))
     if command == "map" and data and (dets_folder or (cfg and weights)):
         detector_map(data, cfg, weights, iou, points, dets_folder, outfile, device, exact)
         return 0
@@ -427,54 +396,44 @@ def anchor_table(boxes, seed, restarts, ks=range(1, 11)):
 
 
 def plot_table(rows, cfg_point, path):
-    """avg IoU vs k as a PNG (Pillow only): IoU k-means blue (refined) and light blue
-    (plain), Euclidean red, the cfg's anchors a green square."""
-    from PIL import Image, ImageDraw
-    width, height, margin = 640, 420, 60
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    ks = [row[0] for row in rows]
-    low = min(min(row[1:]) for row in rows)
-    low = min(low, cfg_point[1]) if cfg_point else low
-    low = max(0.0, math.floor(low * 10) / 10)
+    """avg IoU against k as a 640x420 PNG (darknet_py.plot): one line per clustering of
+    anchor_table's rows, the cfg's anchors (k, avg IoU) as a square. The y axis starts at
+    the tenth below the lowest value, so the curves are not squeezed against the top."""
+    series = {"IoU k-means, refined": [(row[0], row[1]) for row in rows],
+              "IoU k-means, plain": [(row[0], row[2]) for row in rows],
+              "Euclidean k-means": [(row[0], row[3]) for row in rows]}
+    markers = {f"cfg anchors ({cfg_point[0]})": cfg_point} if cfg_point else {}
+    low = min([min(row[1:]) for row in rows] + ([cfg_point[1]] if cfg_point else []))
+    line_chart(path, series, "average IoU of each box with its best anchor", "k (clusters)",
+               "avg IoU", size=(640, 420), markers=markers,
+               y_from=max(0.0, math.floor(low * 10) / 10), log_x=False)
 
-    def xy(k, value):
-        x = margin + (k - min(ks)) / max(1, max(ks) - min(ks)) * (width - 2 * margin)
-        y = height - margin - (value - low) / (1 - low) * (height - 2 * margin)
-        return x, y
 
-    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
-    for k in ks:
-        draw.text((xy(k, low)[0] - 3, height - margin + 8), str(k), fill="black")
-    for tick in np.arange(low, 1.0001, 0.1):
-        draw.text((10, xy(ks[0], tick)[1] - 6), f"{tick:.1f}", fill="black")
-    draw.text((width / 2 - 20, height - 25), "k (clusters)", fill="black")
-    draw.text((margin, 20), "average IoU: IoU k-means refined (blue), plain (light blue), "
-              "Euclidean (red), cfg (green)", fill="black")
-    for column, colour in ((2, "lightskyblue"), (3, "red"), (1, "blue")):
-        points = [xy(row[0], row[column]) for row in rows]
-        draw.line(points, fill=colour, width=2)
-        for x, y in points:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-    if cfg_point:
-        x, y = xy(*cfg_point)
-        draw.rectangle([x - 4, y - 4, x + 4, y + 4], fill="green")
-    image.save(path)
+def calc_anchors_parser():
+    parser = make_parser("calc_anchors", "Dimension clusters (k-means with IoU distance) of "
+                         "the training boxes of a .data file's train= list: anchors for a "
+                         "[region] layer.", ignored=False)
+    parser.add_argument("data", help=".data file (train=)")
+    parser.add_argument("-num_of_clusters", type=int, default=5, help="k (default 5)")
+    parser.add_argument("-width", type=int, default=None,
+                        help="network width (default: the -cfg's, else 416)")
+    parser.add_argument("-height", type=int, default=None,
+                        help="network height (default: the -cfg's, else 416)")
+    parser.add_argument("-seed", type=int, default=0, help="k-means seed (default 0)")
+    parser.add_argument("-restarts", type=int, default=10, help="k-means restarts (default 10)")
+    parser.add_argument("-plain", action="store_true",
+                        help="plain k-means (mean update), no IoU refinement")
+    parser.add_argument("-table", action="store_true", help="avg IoU for k = 1..10")
+    parser.add_argument("-cfg", default=None, help="compare with this cfg's anchors")
+    parser.add_argument("-png", default=None, help="plot the table to this file")
+    return parser
 
 
 def calc_anchors_main(argv):
-    args = Args(argv)
-    k = args.integer("-num_of_clusters", default=5)
-    seed = args.integer("-seed", default=0)
-    restarts = args.integer("-restarts", default=10)
-    table = args.flag("-table")
-    cfg = args.text("-cfg")
-    png = args.text("-png")
-    plain = args.flag("-plain")
-    width, height = args.integer("-width"), args.integer("-height")
-    (data,) = args.positional(1, CALC_ANCHORS_USAGE)
-    if data is None:
-        raise DarknetError(f"usage: {CALC_ANCHORS_USAGE}")
+    args = parse(calc_anchors_parser(), argv)
+    k, seed, restarts, table = args.num_of_clusters, args.seed, args.restarts, args.table
+    cfg, png, plain, width, height = args.cfg, args.png, args.plain, args.width, args.height
+    data = args.data
     reference = cfg_anchors(cfg) if cfg else None
     width = width or (reference[1] if reference else 416)
     height = height or (reference[2] if reference else 416)
@@ -517,18 +476,29 @@ VOC_LABEL_USAGE = ("python -m darknet_py voc_label <VOC root> [-out folder] "
                    "[-sets train,val,test] [-names classes.names]")
 
 
+def voc_label_parser():
+    parser = make_parser("voc_label", "darknet's scripts/voc_label.py: YOLO label files, "
+                         "image lists and a .data file from a VOCdevkit year folder.",
+                         ignored=False)
+    parser.add_argument("root", metavar="VOC_root", help="e.g. VOCdevkit/VOC2007")
+    parser.add_argument("-out", default=None, help="output folder (default: in place)")
+    parser.add_argument("-sets", default="train,val,test", help="default train,val,test")
+    parser.add_argument("-names", default=None, help="class names file (default: sorted)")
+    parser.add_argument("-split", type=float, default=None,
+                        help="shuffle every image into disjoint train/valid lists, this "
+                             "fraction for training (e.g. 0.8; for datasets without ImageSets)")
+    parser.add_argument("-seed", type=int, default=0, help="the -split shuffle's seed")
+    return parser
+
+
 def voc_label_main(argv):
     from ..voc_label import voc_label
-    args = Args(argv)
-    out = args.text("-out")
-    sets = [s for s in args.text("-sets", default="train,val,test").split(",") if s]
-    names_file = args.text("-names")
-    (root,) = args.positional(1, VOC_LABEL_USAGE)
-    if root is None:
-        raise DarknetError(f"usage: {VOC_LABEL_USAGE}")
+    args = parse(voc_label_parser(), argv)
+    out, root, names_file = args.out, args.root, args.names
+    sets = [s for s in args.sets.split(",") if s]
     names = [n.strip() for n in read_list(names_file, "names list") if n.strip()] \
         if names_file else None
-    report = voc_label(root, out, sets, names)
+    report = voc_label(root, out, sets, names, split=args.split, seed=args.seed)
     print(f"{len(report.classes)} classes: {', '.join(report.classes)}")
     for name, paths in report.sets.items():
         print(f"{name}: {len(paths)} images")
@@ -536,3 +506,6 @@ def voc_label_main(argv):
           f"{report.skipped_boxes} skipped, {len(report.warnings)} warnings")
     print(f"data file: {report.data_path}")
     return 0
+
+
+PARSERS = {"calc_anchors": [calc_anchors_parser], "voc_label": [voc_label_parser]}

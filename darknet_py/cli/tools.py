@@ -3,40 +3,49 @@ import os
 
 import numpy as np
 
-from ..errors import DarknetError
 from ..image import letterbox_image, load_image
 from ..network import load_network
 from ..network import partial
-from . import Args, device_from
+from . import add_device, device_from, make_parser, parse
 
-PARTIAL_USAGE = "python -m darknet_py partial <cfg> <weights> <output> <layers>"
-FORWARD_USAGE = ("python -m darknet_py forward <cfg> <weights|none> <image|input.npy> "
-                 "--dump DIR [-seed N] [-exact] [-i gpu | -nogpu]")
+
+def partial_parser():
+    parser = make_parser("partial", "Keep the first <layers> layers of a weights file (seen "
+                         "reset to 0), as darknet's partial: e.g. darknet19_448.conv.23.")
+    parser.add_argument("cfg", help="network .cfg")
+    parser.add_argument("weights", help="input .weights")
+    parser.add_argument("output", help="output .weights")
+    parser.add_argument("layers", type=int, help="how many layers to keep")
+    return parser
+
+
+def forward_parser():
+    parser = make_parser("forward", "Run one input through a network and write each layer's "
+                         "output as DIR/layer_NNN_<type>.npy (float32, (batch, c, h, w)).")
+    parser.add_argument("cfg", help="network .cfg")
+    parser.add_argument("weights", help=".weights file, or none (darknet's random init)")
+    parser.add_argument("source", help="an image (letterboxed) or an input .npy")
+    parser.add_argument("--dump", "-dump", required=True, metavar="DIR",
+                        help="folder for the .npy files")
+    parser.add_argument("-seed", type=int, default=1,
+                        help="glibc srand() seed for the random init (default 1)")
+    add_device(parser)
+    return parser
 
 
 def partial_main(argv):
-    cfg, weights, out, count = Args(argv).positional(4, PARTIAL_USAGE)
-    if count is None:
-        raise SystemExit(f"usage: {PARTIAL_USAGE}")
-    try:
-        cutoff = int(count)
-    except ValueError:
-        raise DarknetError(f"partial: <layers> must be an integer, found '{count}'") from None
-    net = partial(cfg, weights, out, cutoff)
-    print(f"Saving weights of layers 0-{min(cutoff, len(net.layers)) - 1} to {out}")
+    args = parse(partial_parser(), argv)
+    net = partial(args.cfg, args.weights, args.output, args.layers)
+    print(f"Saving weights of layers 0-{min(args.layers, len(net.layers)) - 1} to "
+          f"{args.output}")
+    return 0
 
 
 def forward_main(argv):
-    args = Args(argv)
-    dump = args.text("--dump", "-dump")
-    seed = args.integer("-seed", default=1)
-    exact = args.flag("-exact")
-    device = device_from(args)
-    cfg, weights, source = args.positional(3, FORWARD_USAGE)
-    if source is None or dump is None:
-        raise SystemExit(f"usage: {FORWARD_USAGE}")
-    net = load_network(cfg, None if weights == "none" else weights, batch=1, device=device,
-                       seed=seed, exact=exact)
+    args = parse(forward_parser(), argv)
+    net = load_network(args.cfg, None if args.weights == "none" else args.weights, batch=1,
+                       device=device_from(args), seed=args.seed, exact=args.exact)
+    source, dump = args.source, args.dump
     if source.endswith(".npy"):
         x = np.load(source).astype(np.float32)
         if x.ndim == 3:
@@ -51,3 +60,7 @@ def forward_main(argv):
         output = output.reshape(output.shape[0], layer.out_c, layer.out_h, layer.out_w)
         np.save(os.path.join(dump, f"layer_{layer.index:03d}_{layer.type}.npy"), output)
     print(f"wrote {len(net.layers)} layer outputs to {dump}")
+    return 0
+
+
+PARSERS = {"partial": [partial_parser], "forward": [forward_parser]}

@@ -11,25 +11,31 @@ from ..fileio import atomic_write_text
 from ..tree import tree_from_parents
 from ..wordtree import (PRUNE_MODES, TIE_RULES, build_wordtree, read_labels, wordnet_name,
                         wordnet_paths, wordnet_reader)
-from . import Args
+from . import make_parser, parse
 
-USAGE = ("python -m darknet_py wordtree <labels file> -o <tree out> [-names <names out>] "
-         "[-labels <labels out>] [-prune " + "|".join(PRUNE_MODES) + "] [-tie "
-         + "|".join(TIE_RULES) + "] [-nolift] [-wordnet <nltk_data folder>]")
+
+def wordtree_parser():
+    parser = make_parser("wordtree", __doc__.split("\n", 2)[2].strip(), ignored=False)
+    parser.add_argument("labels_file", metavar="labels", help="labels file (one wnid a line)")
+    parser.add_argument("-o", "-out", dest="tree_out", required=True, metavar="TREE",
+                        help="tree file to write")
+    parser.add_argument("-names", dest="names_out", default=None,
+                        help="names file to write (default: the tree's name with .names)")
+    parser.add_argument("-labels", dest="labels_out", default=None,
+                        help="labels file to write (the tree's wnids in its order)")
+    parser.add_argument("-prune", default="single", choices=PRUNE_MODES,
+                        help="default single")
+    parser.add_argument("-tie", default="first", choices=TIE_RULES, help="default first")
+    parser.add_argument("-nolift", action="store_true", help="do not lift single children")
+    parser.add_argument("-wordnet", default=None, metavar="DIR", help="nltk_data folder")
+    return parser
 
 
 def main(argv):
-    args = Args(argv)
-    tree_out = args.text("-o", "-out")
-    names_out = args.text("-names")
-    labels_out = args.text("-labels")
-    prune = args.text("-prune", default="single")
-    tie = args.text("-tie", default="first")
-    lift = not args.flag("-nolift")
-    wordnet_root = args.text("-wordnet")
-    (labels_file,) = args.positional(1, USAGE)
-    if labels_file is None or tree_out is None:
-        raise DarknetError(f"usage: {USAGE}")
+    args = parse(wordtree_parser(), argv)
+    labels_file, tree_out, names_out = args.labels_file, args.tree_out, args.names_out
+    labels_out, prune, tie, lift = args.labels_out, args.prune, args.tie, not args.nolift
+    wordnet_root = args.wordnet
     if names_out is None:
         # data/9k.tree -> data/9k.names, the pair darknet's cfgs name side by side
         names_out = os.path.splitext(tree_out)[0] + ".names"
@@ -52,3 +58,6 @@ def main(argv):
           f"{tree.groups} softmax groups, {roots} roots")
     print(f"wrote {tree_out}, {names_out}" + (f", {labels_out}" if labels_out else ""))
     return 0
+
+
+PARSERS = {"wordtree": [wordtree_parser]}

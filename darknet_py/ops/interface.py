@@ -22,6 +22,8 @@ class Backend(Protocol):
         """Wait for queued work (timings)."""
     def peak_device_bytes(self) -> Optional[int]:
         """Device memory held at the peak; None on the CPU."""
+    def count_non_finite(self, x: Array) -> int:
+        """How many entries are NaN or infinite (one sum when there are none)."""
 
     # -- convolution
     def im2col(self, x: Array, size: int, stride: int, pad: int, out_h: int,

@@ -38,6 +38,14 @@ def peak_device_bytes():
     return None
 
 
+def count_non_finite(x):
+    """NaN and inf survive a sum, so one float64 sum answers the usual case (none)."""
+    with np.errstate(all="ignore"):
+        if np.isfinite(x.sum(dtype=F64)):
+            return 0
+        return int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
 def zeros(shape):
     return np.zeros(shape, dtype=F32)
 
