@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .box import Detection, box_iou, region_box_grid  # noqa: F401 (box_iou: re-exported)
+from .errors import DarknetError
 from .tree import hierarchy_predictions, hierarchy_top_prediction
 
 F32 = np.float32
@@ -98,7 +99,8 @@ def network_boxes(net, im_w, im_h, thresh, hier_thresh=0.5, class_map=None, rela
                                           relative)
         found.append(boxes)
     if not found:
-        raise ValueError(f"{net.path}: the network has no [region] layer to take boxes from")
+        raise DarknetError(f"{net.path}: the network has no [region] layer to take boxes "
+                           "from (a classifier cfg?)")
     return Boxes(np.concatenate([b.xywh for b in found]),
                  np.concatenate([b.prob for b in found]),
                  np.concatenate([b.objectness for b in found]))

@@ -1,5 +1,6 @@
 """A run never loses good work, and bad input ends in one clear line: divergence, signals,
 a dead loader worker, non-finite weights, write errors and misleading weights files."""
+import io
 import os
 import signal
 import subprocess
@@ -270,3 +271,45 @@ def test_byte_order_marks_and_partial_counts(tmp_path):
     from darknet_py.network import partial
     with pytest.raises(DarknetError, match="at least 1 .found -2."):
         partial(str(cfg), "unused.weights", str(tmp_path / "out.weights"), -2)
+
+
+def test_tools_refuse_what_cannot_work(dataset, tmp_path):  # noqa: F811
+    text = tmp_path / "text.npy"
+    text.write_text("not an array")
+    pickled = tmp_path / "obj.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    cfg = dataset / "t.cfg"
+    cases = [
+        (["forward", cfg, "none", text, "--dump", tmp_path / "d"], "not a NumPy array file"),
+        (["forward", cfg, "none", pickled, "--dump", tmp_path / "d"], "not a NumPy array file"),
+        (["calc_anchors", dataset / "t.data", "-restarts", "0"], "must be at least 1"),
+        (["detector", "map", dataset / "t.data", cfg, "x.weights", "-iou", "nan"],
+         "-iou nan: expected a number in (0, 1]"),
+        (["partial", cfg, "x.weights", tmp_path / "missing" / "p.weights", "2"],
+         "No such file"),
+    ]
+    for args, message in cases:
+        proc = _cli(*args)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0 and "Traceback" not in err and message in err, (args, err)
+
+
+def test_recall_on_a_classifier_and_unknown_eval(tmp_path):
+    from darknet_py.cli.evaluate import validate_detector, validate_detector_recall
+    image = tmp_path / "images" / "a.png"
+    image.parent.mkdir()
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(image)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("")
+    (tmp_path / "v.txt").write_text(f"{image}\n")
+    (tmp_path / "n.names").write_text("a\n")
+    (tmp_path / "d.data").write_text(f"valid={tmp_path / 'v.txt'}\nnames={tmp_path / 'n.names'}"
+                                     f"\neval=foo\nresults={tmp_path / 'r'}\n")
+    cfg = tmp_path / "c.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=2\n"
+                   "size=1\nactivation=linear\n[avgpool]\n[softmax]\n")
+    with pytest.raises(DarknetError, match="no .region. layer to take boxes from"):
+        validate_detector_recall(str(tmp_path / "d.data"), str(cfg), None, stream=io.StringIO())
+    with pytest.raises(DarknetError, match="eval = foo: expected voc, coco or imagenet"):
+        validate_detector(str(tmp_path / "d.data"), str(cfg), None)

@@ -20,7 +20,7 @@ from ..evaluation import anchors as dimension_clusters
 from ..evaluation.ap import ScoredBox, TruthBox, evaluate, read_detection_file
 from ..evaluation.writers import (COCO_IDS, coco_lines, comp4_records, format_detection_line,
                                   imagenet_lines)
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, checked_write
 from ..image import letterbox_image, load_image, resize_image
 from ..plot import line_chart
 from . import add_device, device_from, make_parser, parse
@@ -89,6 +89,8 @@ def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=Fals
     options, names = read_names(data)
     results = options.get("results", "results")
     kind = options.get("eval", "voc")
+    if kind not in ("voc", "coco", "imagenet"):
+        raise DarknetError(f"{data}: eval = {kind}: expected voc, coco or imagenet")
     class_map = _class_map(options)
     paths = _valid_paths(options, data)
     net = net or load_for_inference(cfg, weights, device, exact)
@@ -316,6 +318,8 @@ def detector_main(argv):
     outfile = getattr(args, "out", None)
     iou, points, dets_folder = (getattr(args, "iou", 0.5), getattr(args, "points", 11),
                                 getattr(args, "dets", None))
+    if not 0 < iou <= 1:   # also NaN
+        raise DarknetError(f"detector {command}: -iou {iou}: expected a number in (0, 1]")
     if command == "map" and data and (dets_folder or (cfg and weights)):
         detector_map(data, cfg, weights, iou, points, dets_folder, outfile, device, exact)
         return 0
@@ -432,6 +436,9 @@ def calc_anchors_parser():
 def calc_anchors_main(argv):
     args = parse(calc_anchors_parser(), argv)
     k, seed, restarts, table = args.num_of_clusters, args.seed, args.restarts, args.table
+    if restarts < 1 or k < 1:
+        raise DarknetError(f"calc_anchors: -restarts and -num_of_clusters must be at least 1 "
+                           f"(found {restarts} and {k})")
     cfg, png, plain, width, height = args.cfg, args.png, args.plain, args.width, args.height
     data = args.data
     reference = cfg_anchors(cfg) if cfg else None
@@ -465,7 +472,7 @@ def calc_anchors_main(argv):
                 print(f"cfg {os.path.basename(cfg)}: {cfg_point[0]} anchors, "
                       f"{100 * cfg_point[1]:.2f} %")
         if png:
-            plot_table(rows, cfg_point, png)
+            checked_write(png, lambda path: plot_table(rows, cfg_point, path))
             print(f"plot written to {png}")
     return 0
 

@@ -3,6 +3,8 @@ import os
 
 import numpy as np
 
+from ..errors import DarknetError
+from ..fileio import checked_write
 from ..image import letterbox_image, load_image
 from ..network import load_network
 from ..network import partial
@@ -47,20 +49,40 @@ def forward_main(argv):
                        device=device_from(args), seed=args.seed, exact=args.exact)
     source, dump = args.source, args.dump
     if source.endswith(".npy"):
-        x = np.load(source).astype(np.float32)
-        if x.ndim == 3:
-            x = x[None]
+        x = read_input_array(source, net)
     else:
         x = letterbox_image(load_image(source), net.width, net.height)[None]
     net.forward(x)
-    os.makedirs(dump, exist_ok=True)
-    np.save(os.path.join(dump, "input.npy"), x)
+    try:
+        os.makedirs(dump, exist_ok=True)
+    except OSError as err:
+        raise DarknetError(f"{dump}: cannot create the dump folder: {err.strerror}") from None
+    checked_write(os.path.join(dump, "input.npy"), lambda path: np.save(path, x))
     for layer in net.layers:
         output = net.ops.to_host(layer.output).astype(np.float32)
         output = output.reshape(output.shape[0], layer.out_c, layer.out_h, layer.out_w)
-        np.save(os.path.join(dump, f"layer_{layer.index:03d}_{layer.type}.npy"), output)
+        checked_write(os.path.join(dump, f"layer_{layer.index:03d}_{layer.type}.npy"),
+                      lambda path: np.save(path, output))
     print(f"wrote {len(net.layers)} layer outputs to {dump}")
     return 0
+
+
+def read_input_array(source, net):
+    """A (c, h, w) or (batch, c, h, w) float array from a .npy file, or one clear error
+    (a text file, a pickled object, the wrong shape)."""
+    try:
+        x = np.load(source, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise DarknetError(f"{source}: not a NumPy array file ({err})") from None
+    if x.dtype.kind not in "fiu":
+        raise DarknetError(f"{source}: holds {x.dtype} values, expected numbers")
+    x = x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise DarknetError(f"{source}: an array of shape {x.shape}, expected (c, h, w) or "
+                           f"(batch, c, h, w) = (1, {net.channels}, {net.height}, {net.width})")
+    return x
 
 
 PARSERS = {"partial": [partial_parser], "forward": [forward_parser]}
