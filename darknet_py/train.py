@@ -27,6 +27,23 @@ def region_line(stats):
             f"Avg Recall: {stats['recall']:f},  count: {stats['count']}")
 
 
+def _how_to_make_lists(data):
+    """What to run when a shipped .data file's lists (pjreddie's own paths) are absent."""
+    name = os.path.basename(data)
+    if name == "voc.data":
+        return ("Make the lists, labels and a .data file from a VOC devkit with `python -m "
+                "darknet_py voc_label VOCdevkit/VOC2007 -out voc07`, then train with "
+                "`python -m darknet_py detector train voc07/voc.data <cfg> [weights]`.")
+    if name in ("coco.data", "combine9k.data"):
+        return ("Write a text file with one image path per line (labels beside them in "
+                "labels/ folders, one `class x y w h` line per box) and point train= of a "
+                "copy of this .data file at it; for VOC-style XML datasets `python -m "
+                "darknet_py voc_label <root> -out <folder>` writes everything.")
+    return ("It is a text file with one image path per line; for VOC-style datasets "
+            "`python -m darknet_py voc_label <root> -out <folder>` writes it with the labels "
+            "and a .data file.")
+
+
 def base_name(cfg):
     """darknet's basecfg: the cfg's file name without folder and extension."""
     return os.path.splitext(os.path.basename(cfg))[0]
@@ -38,6 +55,7 @@ class Trainer:
     def __init__(self, data, cfg, weights, clear, seed, workers, device, out=sys.stdout):
         self.options = read_data_cfg(data)
         self.out = out
+        self.paths = self.training_list(data)   # before the network: a missing list is quick
         self.net = load_network(cfg, weights, device=device, seed=1 if seed is None else seed)
         if clear:
             self.net.seen = 0
@@ -69,6 +87,9 @@ class Trainer:
             raise DarknetError(f"{data}: no 'train =' line (the list of training images), "
                                "and darknet's default data/train.list does not exist")
         listed = listed or "data/train.list"
+        if not os.path.exists(listed):
+            raise DarknetError(f"{data}: train = {listed}: the list of training images does "
+                               f"not exist. {_how_to_make_lists(data)}")
         paths = [line.strip() for line in read_list(listed, "training list") if line.strip()]
         if not paths:
             raise DarknetError(f"{data}: train = {listed}: the list is empty")
@@ -170,7 +191,7 @@ def train_detector(data, cfg, weights=None, clear=False, seed=None, workers=2, d
     region = net.layers[-1]
     if region.type != "region":
         raise DarknetError(f"{cfg}: detector training needs a [region] layer last")
-    paths = trainer.training_list(data)
+    paths = trainer.paths
     opts = net.options
     params = dict(jitter=region.jitter, hue=opts.hue, saturation=opts.saturation,
                   exposure=opts.exposure, max_boxes=region.max_boxes)
@@ -214,7 +235,7 @@ def train_classifier(data, cfg, weights=None, clear=False, seed=None, workers=2,
     net, opts, options = trainer.net, trainer.net.options, trainer.options
     labels = [label for label in read_list(options.get("labels", "data/labels.list"),
                                            "labels list") if label]
-    paths = trainer.training_list(data)
+    paths = trainer.paths
     trainer.log(f"{len(paths)}")
     params = dict(labels=labels, min_size=int(opts.min_ratio * net.width),
                   max_size=int(opts.max_ratio * net.width), angle=opts.angle,

@@ -180,3 +180,18 @@ def test_unknown_flags_still_fail(tmp_path):
     assert "usage: python -m darknet_py detector test" in result.stderr
     result = run("detector", "test", "x.data", "a.cfg", "-thresh", "x", cwd=tmp_path)
     assert result.returncode == 1 and "invalid float value" in result.stderr
+
+
+def test_train_with_only_a_cfg_takes_darknets_data_file_and_says_how_to_make_lists():
+    """`python -m darknet_py detector train cfg/yolov2-voc.cfg`, as the project describes it:
+    cfg/voc.data is taken, and its absent lists are explained in one line."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    result = subprocess.run([sys.executable, "-m", "darknet_py", "detector", "train",
+                             "cfg/yolov2-voc.cfg"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "using cfg/voc.data" in result.stderr
+    assert "the list of training images does not exist" in result.stderr
+    assert "voc_label VOCdevkit/VOC2007 -out voc07" in result.stderr

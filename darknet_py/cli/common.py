@@ -124,10 +124,35 @@ class Timer:
 
 # ----------------------------------------------------------------------- training
 
+# darknet's .data file for each of its shipped cfgs, so that `detector train cfg/yolov2-voc.cfg`
+# works with the cfg alone (the .data file is looked up beside the cfg)
+DATA_FOR_CFG = {"yolov2-voc": "voc.data", "yolov2-tiny-voc": "voc.data",
+                "yolov2": "coco.data", "yolov2-tiny": "coco.data", "yolov1": "voc.data",
+                "yolov1-tiny": "voc.data", "yolo9000": "combine9k.data",
+                "darknet19": "imagenet1k.data", "darknet19_448": "imagenet1k.data",
+                "tiny": "imagenet1k.data", "extraction": "imagenet1k.data",
+                "darknet": "imagenet1k.data", "darknet9000": "imagenet9k.hierarchy.dataset"}
+
+
+def matching_data(cfg):
+    """darknet's .data file for a shipped cfg, or a one-line error saying to give one."""
+    name = os.path.splitext(os.path.basename(cfg))[0]
+    if name not in DATA_FOR_CFG:
+        raise DarknetError(f"{cfg}: no .data file given and none is known for this cfg: "
+                           "give it first, as darknet does (<data> <cfg> [weights])")
+    for folder in (os.path.dirname(cfg), "cfg"):
+        candidate = os.path.join(folder, DATA_FOR_CFG[name])
+        if os.path.exists(candidate):
+            return candidate
+    raise DarknetError(f"{cfg}: its .data file {DATA_FOR_CFG[name]} is not beside it")
+
+
 def train_parser(group, description):
     parser = make_parser(f"{group} train", description)
-    parser.add_argument("data", help=".data file (train=, backup=, classes=, names=)")
-    parser.add_argument("cfg", help="network .cfg")
+    parser.add_argument("data", help=".data file (train=, backup=, classes=, names=); may be "
+                                     "left out for darknet's own cfgs (cfg/yolov2-voc.cfg "
+                                     "takes cfg/voc.data)")
+    parser.add_argument("cfg", nargs="?", default=None, help="network .cfg")
     parser.add_argument("weights", nargs="?", default=None,
                         help="initial weights (partial files too)")
     parser.add_argument("-clear", action="store_true", help="start seen and the schedule at 0")
@@ -140,6 +165,12 @@ def train_parser(group, description):
 
 
 def run_training(args, train_function):
+    if args.data.endswith(".cfg"):   # `train <cfg> [weights]`: darknet's matching .data
+        args.cfg, args.weights = args.data, args.cfg
+        args.data = matching_data(args.cfg)
+        print(f"darknet_py: no .data file given: using {args.data}", file=sys.stderr)
+    elif args.cfg is None:
+        raise DarknetError(f"{args.data}: give the network's .cfg after the .data file")
     try:
         train_function(args.data, args.cfg, args.weights, args.clear, args.seed, args.workers,
                        device_from(args), args.max_batches)
