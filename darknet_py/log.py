@@ -54,8 +54,3 @@ def warn_once(key, message):
     if key not in _said:
         _said.add(key)
         warn(message)
-
-
-def forget_warnings():
-    """Forget which warnings were given (tests that count them)."""
-    _said.clear()

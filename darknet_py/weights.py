@@ -126,23 +126,10 @@ def _looks_like_text(data):
     return bool(head) and all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head)
 
 
-def first_non_finite(layers, to_host=np.asarray):
-    """(layer, attribute, count) of the first array holding NaN or inf, else None."""
-    for layer in layers:
-        for param in file_params(layer):
-            values = to_host(getattr(layer, param.name))
-            with np.errstate(all="ignore"):
-                total = values.sum(dtype=np.float64)
-            if not np.isfinite(total):
-                bad = values.size - int(np.count_nonzero(np.isfinite(values)))
-                if bad:
-                    return layer, param.name, bad
-    return None
-
-
-def weights_bytes(layers, header, seen, to_host=np.asarray, cutoff=None):
+def weights_bytes(layers, header, seen, to_host=np.asarray, cutoff=None, path="weights"):
     """The bytes of a .weights file for `layers` (the first `cutoff`); to_host brings an
-    array from the backend's memory."""
+    array from the backend's memory. Arrays holding NaN or inf are refused (WeightsError
+    naming `path`, the layer and the count)."""
     major, minor, revision = header
     parts = [struct.pack("<3i", major, minor, revision)]
     parts.append(struct.pack("<Q", seen) if _seen_is_64bit(major, minor)
@@ -151,6 +138,10 @@ def weights_bytes(layers, header, seen, to_host=np.asarray, cutoff=None):
     for layer in _layers_in_file(layers, cutoff, "dontsave"):
         for param in file_params(layer):
             values = to_host(getattr(layer, param.name))
+            bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+            if bad:   # a diverged run must not overwrite a good checkpoint
+                raise WeightsError(f"{path}: not written: layer {layer.index} ({layer.type}) "
+                                   f"{param.name} holds {bad} NaN or infinite values")
             if transposed and param.stored_transposed:
                 values = values.T
             parts.append(np.ascontiguousarray(values, dtype="<f4").tobytes())
@@ -158,12 +149,5 @@ def weights_bytes(layers, header, seen, to_host=np.asarray, cutoff=None):
 
 
 def write_weights(path, layers, header, seen, to_host=np.asarray, cutoff=None):
-    """Write the file atomically: temp file, then rename. Weights holding NaN or inf are
-    never written (a diverged run must not overwrite a good checkpoint)."""
-    last = len(layers) if cutoff is None else min(cutoff, len(layers))
-    bad = first_non_finite(layers[:last], to_host)
-    if bad is not None:
-        layer, name, count = bad
-        raise WeightsError(f"{path}: not written: layer {layer.index} ({layer.type}) {name} "
-                           f"holds {count} NaN or infinite values")
-    atomic_write_bytes(path, weights_bytes(layers, header, seen, to_host, cutoff))
+    """Write the file atomically (temp file, then rename); never with NaN or inf."""
+    atomic_write_bytes(path, weights_bytes(layers, header, seen, to_host, cutoff, path))

@@ -6,8 +6,8 @@ from .. import api
 from ..errors import DarknetError
 from ..image import load_image
 from . import add_device, device_from, dispatch, make_parser, parse
-from .common import (Timer, batches, image_paths, load_for_inference, progress, read_names,
-                     run_training, train_parser)
+from .common import (Timer, add_inference_inputs, batches, image_paths, load_for_inference,
+                     progress, read_names, run_training, train_parser)
 
 DESCRIPTION = "Classification: darknet's classifier.c."
 
@@ -16,13 +16,7 @@ def predict_parser(prog="classifier predict", with_data=True, default_top=0):
     parser = make_parser(prog, "Print the top classes of images as darknet's `classifier "
                          "predict`; with no image, paths are read at an 'Enter Image Path:' "
                          "prompt.")
-    if with_data:
-        parser.add_argument("data", help=".data file (names=, top=)")
-    parser.add_argument("cfg", help="network .cfg")
-    parser.add_argument("weights", help=".weights file")
-    parser.add_argument("images", nargs="*", default=[],
-                        help="images, folders (their images, sorted), globs, or .txt/.list "
-                             "files of paths")
+    add_inference_inputs(parser, with_data, ".data file (names=, top=)")
     parser.add_argument("-t", "-top", dest="top", type=int, default=default_top,
                         help="how many classes (default: the .data file's top=, else 1)")
     parser.add_argument("-batch", type=int, default=1, help="images per forward (default 1)")

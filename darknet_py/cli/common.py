@@ -15,6 +15,18 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 LIST_EXTENSIONS = (".txt", ".list")
 
 
+def add_inference_inputs(parser, with_data, data_help):
+    """What `detector test` and `classifier predict` (and their shortcuts) read: [data] cfg
+    weights images..."""
+    if with_data:
+        parser.add_argument("data", help=data_help)
+    parser.add_argument("cfg", help="network .cfg")
+    parser.add_argument("weights", help=".weights file")
+    parser.add_argument("images", nargs="*", default=[],
+                        help="images, folders (their images, sorted), globs, or .txt/.list "
+                             "files of paths")
+
+
 def read_names(data_path, default="data/names.list"):
     """The class names a .data file points at (paths relative to the working directory)."""
     options = read_data_cfg(data_path)

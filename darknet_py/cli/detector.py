@@ -14,8 +14,8 @@ from ..errors import DarknetError
 from ..fileio import atomic_write_text
 from ..image import load_image
 from . import add_device, device_from, dispatch, make_parser, parse
-from .common import (Timer, batches, image_paths, load_for_inference, output_path, progress,
-                     read_names, run_training, train_parser)
+from .common import (Timer, add_inference_inputs, batches, image_paths, load_for_inference,
+                     output_path, progress, read_names, run_training, train_parser)
 
 DESCRIPTION = "Detection with a [region] network: darknet's detector.c."
 
@@ -24,13 +24,7 @@ def test_parser(prog="detector test", with_data=True):
     parser = make_parser(prog, "Detect objects in images as darknet's `detector test`; with "
                          "no image, paths are read at an 'Enter Image Path:' prompt.",
                          skip_ignored=("-dont_show",))
-    if with_data:
-        parser.add_argument("data", help=".data file (names=)")
-    parser.add_argument("cfg", help="network .cfg")
-    parser.add_argument("weights", help=".weights file")
-    parser.add_argument("images", nargs="*", default=[],
-                        help="images, folders (their images, sorted), globs, or .txt/.list "
-                             "files of paths")
+    add_inference_inputs(parser, with_data, ".data file (names=)")
     parser.add_argument("-thresh", type=float, default=0.5, help="box threshold (default .5)")
     parser.add_argument("-hier", type=float, default=0.5,
                         help="WordTree hierarchy threshold (default .5)")

@@ -13,7 +13,7 @@ import os
 
 from .. import log
 from ..errors import DarknetError
-from .labels import label_path
+from .labels import label_path, read_label_file
 
 # How many of each kind of warning are printed before only the count is.
 SHOWN = 3
@@ -31,33 +31,18 @@ def check_detection_labels(image_paths, classes, class_labels=None):
             if not (class_labels and any(label in image for label in class_labels)):
                 warnings["missing"].append(path)
             continue
-        try:
-            with open(path, encoding="utf-8-sig", errors="replace") as handle:
-                lines = handle.read().splitlines()
-        except OSError as err:
-            raise DarknetError(f"{path}: cannot read label file: {err.strerror}") from None
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
+        labels = read_label_file(path)   # malformed lines: an error naming the line
+        for cls, (x, y, w, h), number in zip(labels.classes, labels.xywh,
+                                             labels.line_numbers):
             where = f"{path}:{number}"
-            if len(fields) != 5:
-                raise DarknetError(f"{where}: expected 'class x y w h' (5 fields), found "
-                                   f"{len(fields)}: '{line.strip()}'")
-            try:
-                cls = int(fields[0])
-                x, y, w, h = (float(value) for value in fields[1:])
-            except ValueError:
-                raise DarknetError(f"{where}: expected an integer class and 4 numbers, found "
-                                   f"'{line.strip()}'") from None
-            if not 0 <= cls < classes:
+            if cls >= classes:
                 raise DarknetError(f"{where}: class {cls}, but the network has {classes} "
                                    f"classes (0..{classes - 1})")
             if not all(math.isfinite(value) for value in (x, y, w, h)):
                 raise DarknetError(f"{where}: a box with a NaN or infinite value: "
-                                   f"'{line.strip()}'")
+                                   f"{x} {y} {w} {h}")
             if w < 0 or h < 0:
-                raise DarknetError(f"{where}: a box with a negative size: '{line.strip()}'")
+                raise DarknetError(f"{where}: a box with a negative size: {w} x {h}")
             if w < .001 or h < .001:
                 warnings["empty"].append(where)
             elif not (0 <= x <= 1 and 0 <= y <= 1 and w <= 1 and h <= 1):

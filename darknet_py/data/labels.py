@@ -58,10 +58,12 @@ def image_id(path):
 @dataclass
 class Labels:
     """The boxes of one label file: classes (N,) int, xywh (N, 4) float64 relative centre
-    boxes, difficult (N,) bool."""
+    boxes, difficult (N,) bool; line_numbers (N,): each box's line in its file (to name
+    it in a message), when read from one file."""
     classes: np.ndarray
     xywh: np.ndarray
     difficult: np.ndarray
+    line_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self):
         return len(self.classes)
@@ -79,7 +81,7 @@ def read_label_file(path, difficult=False):
     truncated ground truth makes every number computed from it wrong.
     """
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
         raise DarknetError(f"{path}: label file not found (darknet's rule: the image path with "
@@ -87,7 +89,7 @@ def read_label_file(path, difficult=False):
             from None
     except OSError as err:
         raise DarknetError(f"{path}: cannot read label file: {err.strerror}") from None
-    classes, boxes = [], []
+    classes, boxes, numbers = [], [], []
     for line_no, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
@@ -105,10 +107,11 @@ def read_label_file(path, difficult=False):
             raise DarknetError(f"{path}:{line_no}: negative class id {cls}")
         classes.append(cls)
         boxes.append(box)
+        numbers.append(line_no)
     if not classes:
         return _empty_labels()
     return Labels(np.array(classes, np.int64), np.array(boxes, np.float64),
-                  np.full(len(classes), bool(difficult)))
+                  np.full(len(classes), bool(difficult)), np.array(numbers, np.int64))
 
 
 def read_image_labels(image_path, with_difficult=True):
