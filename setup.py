@@ -12,6 +12,7 @@ setup(
         "gpu": ["cupy-cuda13x"],   # the H200 machines have CUDA 13
         "wordtree": ["nltk"],
         "onnx": ["onnx", "onnxruntime"],
+        "video": ["opencv-python-headless<5"],   # detector demo (video files, cameras)
         "test": ["pytest", "hypothesis", "onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["darknet_py=darknet_py.__main__:main"]},

@@ -36,8 +36,9 @@ def region_box_grid(raw, biases, grid_w, grid_h):
     anchors = np.asarray(biases).astype(F64).reshape(-1, 2)
     x = (col + raw[:, 0]) / F32(grid_w)
     y = (row + raw[:, 1]) / F32(grid_h)
-    w = (np.exp(raw[:, 2].astype(F64)) * anchors[:, 0:1] / grid_w).astype(F32)
-    h = (np.exp(raw[:, 3].astype(F64)) * anchors[:, 1:2] / grid_h).astype(F32)
+    with np.errstate(over="ignore", invalid="ignore"):   # overflow is reported by callers
+        w = (np.exp(raw[:, 2].astype(F64)) * anchors[:, 0:1] / grid_w).astype(F32)
+        h = (np.exp(raw[:, 3].astype(F64)) * anchors[:, 1:2] / grid_h).astype(F32)
     return np.stack([x, y, w, h], axis=-1)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .box import Detection, box_iou, region_box_grid  # noqa: F401 (box_iou: re-exported)
+from . import log
 from .errors import DarknetError
 from .tree import hierarchy_predictions, hierarchy_top_prediction
 
@@ -97,6 +98,7 @@ def network_boxes(net, im_w, im_h, thresh, hier_thresh=0.5, class_map=None, rela
         boxes = region_boxes(layer, output, thresh, hier_thresh, class_map)
         boxes.xywh = correct_region_boxes(boxes.xywh, im_w, im_h, net.width, net.height,
                                           relative)
+        drop_non_finite(boxes, layer.index)
         found.append(boxes)
     if not found:
         raise DarknetError(f"{net.path}: the network has no [region] layer to take boxes "
@@ -104,6 +106,23 @@ def network_boxes(net, im_w, im_h, thresh, hier_thresh=0.5, class_map=None, rela
     return Boxes(np.concatenate([b.xywh for b in found]),
                  np.concatenate([b.prob for b in found]),
                  np.concatenate([b.objectness for b in found]))
+
+
+def drop_non_finite(boxes, layer_index):
+    """Boxes whose coordinates overflowed (exp of a huge tw/th, NaN outputs) would reach
+    NMS and the printed pixels as inf/NaN; darknet prints garbage there. They are dropped
+    (their probabilities zeroed) with one warning instead."""
+    bad = ~np.isfinite(boxes.xywh).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        live = bad & ((boxes.prob > 0).any(axis=1) | (boxes.objectness > 0))
+    if live.any():
+        log.warn_once(("non-finite boxes", layer_index), f"region layer {layer_index}: {int(live.sum())} box(es) above the "
+                      "threshold have non-finite coordinates (the network's output "
+                      "overflowed: untrained or wrong weights?); they are dropped")
+    if bad.any():
+        boxes.prob[bad] = 0
+        boxes.objectness[bad] = 0
+        boxes.xywh[bad] = 0
 
 
 def zero_objectness_last(objectness):

@@ -141,7 +141,7 @@ def test_classifier_predict_many_images(tmp_path):
 COMMANDS = [["detector"], ["detector", "test"], ["detector", "train"], ["detector", "valid"],
             ["detector", "recall"], ["detector", "map"], ["detect"], ["classifier"],
             ["classifier", "predict"], ["classifier", "train"], ["classify"], ["partial"],
-            ["forward"], ["calc_anchors"], ["voc_label"], ["wordtree"], ["bench"], ["export"]]
+            ["forward"], ["detector", "demo"], ["calc_anchors"], ["voc_label"], ["wordtree"], ["bench"], ["export"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -195,3 +195,29 @@ def test_train_with_only_a_cfg_takes_darknets_data_file_and_says_how_to_make_lis
     assert "using cfg/voc.data" in result.stderr
     assert "the list of training images does not exist" in result.stderr
     assert "voc_label VOCdevkit/VOC2007 -out voc07" in result.stderr
+
+
+def test_too_few_names_is_one_line_error(photos):
+    (photos / "one.names").write_text("thing\n")
+    (photos / "one.data").write_text("names=one.names\n")
+    result = run("detector", "test", "one.data", CFG, WEIGHTS, "photos/dog.jpg", "-dont_show",
+                 cwd=photos)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "one.data: the names file lists 1 names, the network has 2 classes" in result.stderr
+
+
+def test_overflowing_boxes_are_dropped_with_a_warning(photos, capsys):
+    from darknet_py import api
+    from darknet_py.network import load_network
+    net = load_network(str(CFG), str(WEIGHTS), device="cpu")
+    im = darknet_py.load_image(str(photos / "photos/dog.jpg"))
+    before = api.detect(net, im, thresh=.2)
+    assert before, "the trained ttt4 weights find boxes in dog.jpg"
+    conv = net.layers[-2]
+    # the region's tw entry of its one anchor (entries: x, y, w, h, objectness, classes): a
+    # bias of 1000 makes exp(tw) overflow to inf for every cell, so no box is left
+    assert net.layers[-1].n_anchors == 1
+    conv.biases[2] = 1000.0
+    assert api.detect(net, im, thresh=.2) == []
+    assert "non-finite coordinates" in capsys.readouterr().err

@@ -29,8 +29,8 @@ IGNORED = {
     "-json_port": (True, "there is no JSON stream here"),
     "-http_post_host": (True, "there is no HTTP upload here"),
     "-gpus": (True, "one device per process here: use -i <gpu> or -nogpu"),
-    "-avgframes": (True, "there is no video demo here"),
-    "-time_limit_sec": (True, "there is no video demo here"),
+    "-avgframes": (True, "only `detector demo` reads video here"),
+    "-time_limit_sec": (True, "use `detector demo -frames N` to stop a video early"),
 }
 
 

@@ -1,4 +1,5 @@
-"""`detector <test|train|valid|recall|map>` and the `detect` shortcut (darknet's detector.c).
+"""`detector <test|train|valid|recall|map|demo>` and the `detect` shortcut (darknet's
+detector.c; `demo` on video is cli/demo.py).
 
 `detector test` takes any number of inputs (image paths, folders, globs, .txt/.list files of
 paths) in batches of -batch N, prints darknet's lines (with -ext_output each box in pixels
@@ -68,6 +69,18 @@ def label_lines(objects):
                    for obj in objects)
 
 
+def check_region_names(net, data, names):
+    """As AlexeyAB's demo ("Parameters don't match"): a [region] network, a name for each of
+    its classes (the printed and drawn labels name them; darknet reads past the list)."""
+    last = net.layers[-1]
+    if last.type != "region":
+        raise DarknetError(f"{net.path}: the last layer is [{last.type}], not a [region] "
+                           "detection layer")
+    if len(names) < last.classes:
+        raise DarknetError(f"{data}: the names file lists {len(names)} names, the network has "
+                           f"{last.classes} classes")
+
+
 def test_detector(data, cfg, weights, filenames, thresh=0.5, hier=0.5, nms=0.45, outfile=None,
                   device="cpu", exact=False, batch=1, ext_output=False, json_path=None,
                   save_labels=False, draw=True):
@@ -81,6 +94,7 @@ def test_detector(data, cfg, weights, filenames, thresh=0.5, hier=0.5, nms=0.45,
         json_path, outfile = outfile, None
     options, names = read_names(data)
     net = load_for_inference(cfg, weights, device, exact)
+    check_region_names(net, data, names)
     paths = image_paths(filenames)
     total = None
     if not filenames:
@@ -131,6 +145,20 @@ def _evaluate(command):
     return factory
 
 
+def _demo_module():
+    # by name, as __main__ finds commands: cli/demo.py imports this module's line printers
+    import importlib
+    return importlib.import_module("darknet_py.cli.demo")
+
+
+def _demo_parser():
+    return _demo_module().demo_parser()
+
+
+def _demo(args):
+    return _demo_module().run(args)
+
+
 def _train_parser():
     return train_parser("detector", "Train a detector as darknet's train_detector.")
 
@@ -151,6 +179,7 @@ def main(argv):
         "valid": (_evaluate("valid"), None),
         "recall": (_evaluate("recall"), None),
         "map": (_evaluate("map"), None),
+        "demo": (_demo_parser, _demo),
     }
     return dispatch("detector", argv, commands, DESCRIPTION)
 
@@ -165,5 +194,5 @@ def detect_shortcut(argv):
 
 
 PARSERS = {"detector": [test_parser, _train_parser, _evaluate("valid"), _evaluate("recall"),
-                        _evaluate("map")],
+                        _evaluate("map"), _demo_parser],
            "detect": [detect_parser]}
