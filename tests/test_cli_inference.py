@@ -141,7 +141,7 @@ def test_classifier_predict_many_images(tmp_path):
 COMMANDS = [["detector"], ["detector", "test"], ["detector", "train"], ["detector", "valid"],
             ["detector", "recall"], ["detector", "map"], ["detect"], ["classifier"],
             ["classifier", "predict"], ["classifier", "train"], ["classify"], ["partial"],
-            ["forward"], ["detector", "demo"], ["calc_anchors"], ["voc_label"], ["wordtree"], ["bench"], ["export"]]
+            ["forward"], ["detector", "demo"], ["detector", "calc_anchors"], ["classifier", "valid"], ["calc_anchors"], ["voc_label"], ["wordtree"], ["bench"], ["export"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -159,6 +159,11 @@ def _demo(args):
     return _demo_module().run(args)
 
 
+def _run_parsed(args):
+    """Commands whose parser carries its own runner (calc_anchors)."""
+    return args.run(args)
+
+
 def _train_parser():
     return train_parser("detector", "Train a detector as darknet's train_detector.")
 
@@ -179,6 +184,7 @@ def main(argv):
         "valid": (_evaluate("valid"), None),
         "recall": (_evaluate("recall"), None),
         "map": (_evaluate("map"), None),
+        "calc_anchors": (_evaluate("calc_anchors"), _run_parsed),
         "demo": (_demo_parser, _demo),
     }
     return dispatch("detector", argv, commands, DESCRIPTION)
@@ -194,5 +200,5 @@ def detect_shortcut(argv):
 
 
 PARSERS = {"detector": [test_parser, _train_parser, _evaluate("valid"), _evaluate("recall"),
-                        _evaluate("map"), _demo_parser],
+                        _evaluate("map"), _evaluate("calc_anchors"), _demo_parser],
            "detect": [detect_parser]}

@@ -23,17 +23,10 @@ from ..evaluation.writers import (COCO_IDS, coco_lines, comp4_records, format_de
 from ..fileio import atomic_write_text, checked_write
 from ..image import letterbox_image, load_image, resize_image
 from ..plot import line_chart
-from . import add_device, device_from, make_parser, parse
-from .common import load_for_inference, read_names
+from . import PROG, add_device, device_from, make_parser, parse, short_usage
+from .common import load_for_inference, progress, read_names
 
 F32 = np.float32
-
-DETECTOR_USAGE = """usage:
-  python -m darknet_py detector valid <data> <cfg> <weights> [-out prefix] [-exact] [-i gpu|-nogpu]
-  python -m darknet_py detector recall <data> <cfg> <weights> [-exact] [-i gpu|-nogpu]
-  python -m darknet_py detector map <data> <cfg> <weights> [-iou .5] [-points 11|0] [-exact]
-  python -m darknet_py detector map <data> -dets <comp4 folder> [-out prefix] [-iou .5]
-                                    [-points 11|0]"""
 
 VALID_THRESH, VALID_NMS = 0.005, 0.45          # validate_detector's fixed values
 RECALL_THRESH, RECALL_IOU, RECALL_NMS = 0.001, 0.5, 0.4   # validate_detector_recall's
@@ -41,7 +34,20 @@ RECALL_THRESH, RECALL_IOU, RECALL_NMS = 0.001, 0.5, 0.4   # validate_detector_re
 
 # ----------------------------------------------------------------------- shared pieces
 
-def _valid_paths(options, data):
+def walk(paths, show=True, what="images"):
+    """(the paths, with a progress bar on a terminal when show (cli.common.progress), and
+    the print function to use meanwhile): while a bar is drawn, darknet's lines go through
+    tqdm.write, which lifts the bar and puts it back, so they come out whole and unchanged."""
+    bar = progress(paths, len(paths), what) if show else paths
+    if bar is paths:
+        return paths, print
+
+    def say(text, file=None):
+        bar.write(str(text), file=file or sys.stdout)
+    return bar, say
+
+
+def valid_paths(options, data):
     path = options.get("valid", "data/train.list")
     paths = [line.strip() for line in read_list(path, "valid list") if line.strip()]
     if not paths:
@@ -77,14 +83,16 @@ def _detect(net, im, thresh, nms, class_map):
 
 # ----------------------------------------------------------------------- detector valid
 
-def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=False, net=None):
+def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=False, net=None,
+                      show_progress=True):
     """darknet's validate_detector. Returns the paths written.
 
     eval=voc (default): <results>/<outfile><class>.txt with outfile "comp4_det_test_" (as in
     darknet, -out replaces that prefix); eval=coco: <results>/<outfile or coco_results>.json;
     eval=imagenet: <results>/<outfile or imagenet-detection>.txt (200 classes). The results
     folder is created (darknet fails on a missing one). An empty COCO file is written as
-    "[\\n]\\n" (darknet's seek-back would leave invalid JSON).
+    "[\\n]\\n" (darknet's seek-back would leave invalid JSON). show_progress: a progress bar
+    on a terminal (off for callers with their own, such as training).
     """
     options, names = read_names(data)
     results = options.get("results", "results")
@@ -92,7 +100,7 @@ def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=Fals
     if kind not in ("voc", "coco", "imagenet"):
         raise DarknetError(f"{data}: eval = {kind}: expected voc, coco or imagenet")
     class_map = _class_map(options)
-    paths = _valid_paths(options, data)
+    paths = valid_paths(options, data)
     net = net or load_for_inference(cfg, weights, device, exact)
     classes = 200 if kind == "imagenet" else _region_classes(net)
     if kind == "coco" and classes > len(COCO_IDS):
@@ -105,7 +113,8 @@ def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=Fals
     per_class = [[] for _ in range(classes)]
     lines = []
     start = time.time()
-    for number, path in enumerate(paths, start=1):
+    walked, say = walk(paths, show_progress)
+    for number, path in enumerate(walked, start=1):
         im = load_image(path)
         boxes, order = _detect(net, im, VALID_THRESH, VALID_NMS, class_map)
         w, h = im.shape[2], im.shape[1]
@@ -118,7 +127,7 @@ def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=Fals
             for cls, prob, *corners in comp4_records(boxes, order, w, h, classes):
                 per_class[cls].append(format_detection_line(name, prob, *corners))
         if number % 4 == 0 or number == len(paths):   # darknet reports per 4-image batch
-            print(number, file=sys.stderr)
+            say(number, file=sys.stderr)
     print(f"Total Detection Time: {time.time() - start:f} Seconds", file=sys.stderr)
     if kind == "coco":
         target = os.path.join(results, (outfile or "coco_results") + ".json")
@@ -149,18 +158,19 @@ def _c_percent(numerator, denominator, dtype):
 
 
 def validate_detector_recall(data, cfg, weights, device="cpu", exact=False, net=None,
-                             stream=None):
+                             stream=None, show_progress=True):
     """darknet's validate_detector_recall on the data file's valid= list (darknet reads a
     hard-coded data/coco_val_5k.list). As darknet: the image is resized (not letterboxed),
     thresh .001, do_nms_obj at .4, a label counts as found when a proposal (objectness >
     thresh) overlaps it by IoU > .5. Prints darknet's line per image; returns the totals."""
     stream = stream or sys.stderr
     options = read_data_cfg(data)
-    paths = _valid_paths(options, data)
+    paths = valid_paths(options, data)
     net = net or load_for_inference(cfg, weights, device, exact)
     total = correct = proposals = 0
     avg_iou = F32(0)
-    for i, path in enumerate(paths):
+    walked, say = walk(paths, show_progress)
+    for i, path in enumerate(walked):
         im = load_image(path)
         net.forward(resize_image(im, net.width, net.height)[None])
         boxes = detection.network_boxes(net, net.width, net.height, RECALL_THRESH, 0.5)
@@ -176,9 +186,9 @@ def validate_detector_recall(data, cfg, weights, device="cpu", exact=False, net=
             avg_iou = F32(avg_iou + best)
             correct += int(best > RECALL_IOU)
         rps = float(F32(proposals) / F32(i + 1))
-        print(f"{i:5d} {correct:5d} {total:5d}\tRPs/Img: {rps:.2f}\t"
-              f"IOU: {_c_percent(avg_iou, total, F32)}%\t"
-              f"Recall:{_c_percent(correct, total, np.float64)}%", file=stream)
+        say(f"{i:5d} {correct:5d} {total:5d}\tRPs/Img: {rps:.2f}\t"
+            f"IOU: {_c_percent(avg_iou, total, F32)}%\t"
+            f"Recall:{_c_percent(correct, total, np.float64)}%", file=stream)
     return {"total": total, "correct": correct, "proposals": proposals,
             "avg_iou": float(avg_iou / total) if total else float("nan")}
 
@@ -220,17 +230,18 @@ def _unique_ids(paths):
                                f"'{image_id(path)}': detection files cannot tell them apart")
 
 
-def detections_from_network(net, paths, classes, class_map, sizes):
+def detections_from_network(net, paths, classes, class_map, sizes, show_progress=True):
     """What `detector valid` would write, kept in memory: ScoredBoxes per class."""
     found = {c: [] for c in range(classes)}
-    for number, path in enumerate(paths, start=1):
+    walked, say = walk(paths, show_progress)
+    for number, path in enumerate(walked, start=1):
         im = load_image(path)
         sizes[path] = (im.shape[2], im.shape[1])
         boxes, order = _detect(net, im, VALID_THRESH, VALID_NMS, class_map)
         for cls, prob, *corners in comp4_records(boxes, order, *sizes[path], classes):
             found[cls].append(ScoredBox(image_id(path), prob, tuple(corners)))
         if number % 20 == 0:
-            print(f"{number}/{len(paths)} images", file=sys.stderr)
+            say(f"{number}/{len(paths)} images", file=sys.stderr)
     return found
 
 
@@ -247,11 +258,13 @@ def detections_from_files(folder, prefix, names, warn):
 
 
 def detector_map(data, cfg=None, weights=None, iou=0.5, points=11, dets_folder=None,
-                 prefix=None, device="cpu", exact=False, net=None, stream=None):
-    """Per-class AP and mAP on the valid= images; returns (list of ClassAP, mAP)."""
+                 prefix=None, device="cpu", exact=False, net=None, stream=None,
+                 show_progress=True):
+    """Per-class AP and mAP on the valid= images; returns (list of ClassAP, mAP).
+    show_progress: a progress bar on a terminal while the network runs."""
     stream = stream or sys.stdout
     options, names = read_names(data)
-    paths = _valid_paths(options, data)
+    paths = valid_paths(options, data)
     _unique_ids(paths)
     sizes = {}
     if dets_folder is not None:
@@ -262,7 +275,8 @@ def detector_map(data, cfg=None, weights=None, iou=0.5, points=11, dets_folder=N
     else:
         net = net or load_for_inference(cfg, weights, device, exact)
         classes = _region_classes(net)
-        found = detections_from_network(net, paths, classes, _class_map(options), sizes)
+        found = detections_from_network(net, paths, classes, _class_map(options), sizes,
+                                        show_progress)
     if len(names) < classes:
         raise DarknetError(f"{data}: {len(names)} names for {classes} classes")
     truths = ground_truth(paths, classes, sizes)
@@ -289,7 +303,9 @@ DETECTOR_HELP = {
 
 
 def detector_parser(command):
-    """The parser of `detector valid|recall|map`."""
+    """The parser of `detector valid|recall|map|calc_anchors`."""
+    if command == "calc_anchors":   # AlexeyAB's spelling of calc_anchors
+        return calc_anchors_parser("detector calc_anchors")
     parser = make_parser(f"detector {command}", DETECTOR_HELP[command])
     parser.add_argument("data", help=".data file (valid=, names=, classes=)")
     optional = "?" if command == "map" else None
@@ -308,10 +324,16 @@ def detector_parser(command):
     return parser
 
 
+def detector_usage():
+    """The usage lines of `detector valid|recall|map`, from their parsers."""
+    return "usage:\n" + "\n".join(f"  {PROG} {short_usage(detector_parser(command))}"
+                                    for command in DETECTOR_HELP)
+
+
 def detector_main(argv):
     command = argv[0] if argv else None
     if command not in DETECTOR_HELP:
-        raise DarknetError(f"unknown detector command '{command}'\n{DETECTOR_USAGE}")
+        raise DarknetError(f"unknown detector command '{command}'\n{detector_usage()}")
     args = parse(detector_parser(command), argv[1:])
     data, cfg, weights, exact = args.data, args.cfg, args.weights, args.exact
     device = device_from(args)
@@ -324,22 +346,21 @@ def detector_main(argv):
         detector_map(data, cfg, weights, iou, points, dets_folder, outfile, device, exact)
         return 0
     if not (data and cfg and weights):
-        raise DarknetError(f"detector {command}: needs <data> <cfg> <weights>\n{DETECTOR_USAGE}")
+        raise DarknetError(f"detector {command}: needs <data> <cfg> <weights>\n"
+                           f"{detector_usage()}")
     if command == "valid":
         for path in validate_detector(data, cfg, weights, outfile, device, exact):
             print(path)
     elif command == "recall":
         validate_detector_recall(data, cfg, weights, device, exact)
     else:
-        raise DarknetError(f"unknown detector command '{command}'\n{DETECTOR_USAGE}")
+        raise DarknetError(f"unknown detector command '{command}'\n{detector_usage()}")
     return 0
 
 
 # ----------------------------------------------------------------------- calc_anchors
 
-CALC_ANCHORS_USAGE = ("python -m darknet_py calc_anchors <data> [-num_of_clusters 5] "
-                      "[-width 416 -height 416] [-seed 0] [-restarts 10] [-plain] [-table] "
-                      "[-cfg cfg] [-png plot.png]")
+DEFAULT_STRIDE = 32   # the grid stride of every YOLOv2 cfg darknet ships
 
 
 def training_box_sizes(data):
@@ -370,11 +391,22 @@ def training_box_sizes(data):
     return boxes, len(paths)
 
 
+def network_grid(cfg):
+    """(net width, net height, grid width, grid height) of a cfg: the [net] input and the
+    out_w x out_h of its last [region] (else of its last layer), from the layers darknet
+    would build (parse_network_cfg; no weights are read). The region layer's anchors are in
+    units of that grid, so the stride is width / grid width."""
+    from ..network import parse_network_cfg
+    net = parse_network_cfg(cfg, batch=1, device="cpu")
+    regions = [layer for layer in net.layers if layer.type == "region"]
+    last = regions[-1] if regions else net.layers[-1]
+    return net.width, net.height, last.out_w, last.out_h
+
+
 def cfg_anchors(cfg):
-    """(anchors in the cfg's grid units (n, 2), net width, net height) of the cfg's last
-    [region]. The grid is taken as width/32, the stride of every YOLOv2 cfg."""
+    """The anchors of the cfg's last [region] (first `num` pairs), (n, 2) in the cfg's own
+    grid units."""
     sections = read_cfg(cfg)
-    net = sections[0]
     regions = [s for s in sections if s.type == "region"]
     if not regions:
         raise DarknetError(f"{cfg}: no [region] section, so no anchors to compare with")
@@ -383,8 +415,7 @@ def cfg_anchors(cfg):
     if len(values) < 2 * num:
         raise DarknetError(f"{regions[-1].where()} num={num} needs {2 * num} anchor values, "
                            f"found {len(values)}")
-    return (np.array(values[:2 * num]).reshape(num, 2), net.integer("width", 416),
-            net.integer("height", 416))
+    return np.array(values[:2 * num]).reshape(num, 2)
 
 
 def _format_anchors(anchors):
@@ -413,52 +444,112 @@ def plot_table(rows, cfg_point, path):
                y_from=max(0.0, math.floor(low * 10) / 10), log_x=False)
 
 
-def calc_anchors_parser():
-    parser = make_parser("calc_anchors", "Dimension clusters (k-means with IoU distance) of "
-                         "the training boxes of a .data file's train= list: anchors for a "
-                         "[region] layer.", ignored=False)
+CALC_ANCHORS_HELP = """\
+Dimension clusters (k-means with IoU distance) of the training boxes of a .data file's
+train= list: anchors for a [region] layer in its grid units (pixels / the network's
+stride: from -cfg, -stride, else 32), printed and written to anchors.txt (-out).
+Also spelled as AlexeyAB's `detector calc_anchors <data> -num_of_clusters 5 -width 416
+-height 416 [-show]`."""
+
+
+def calc_anchors_parser(prog="calc_anchors"):
+    parser = make_parser(prog, CALC_ANCHORS_HELP, ignored=False)
     parser.add_argument("data", help=".data file (train=)")
     parser.add_argument("-num_of_clusters", type=int, default=5, help="k (default 5)")
     parser.add_argument("-width", type=int, default=None,
-                        help="network width (default: the -cfg's, else 416)")
+                        help="network width in pixels (default: the -cfg's, else 416)")
     parser.add_argument("-height", type=int, default=None,
-                        help="network height (default: the -cfg's, else 416)")
+                        help="network height in pixels (default: the -cfg's, else 416)")
+    parser.add_argument("-cfg", default=None,
+                        help="the network: its stride (input size / last layer's grid) "
+                             "gives the grid units, its [region] anchors are compared")
+    parser.add_argument("-stride", type=int, default=None,
+                        help="grid stride in pixels (default: from -cfg, else 32)")
     parser.add_argument("-seed", type=int, default=0, help="k-means seed (default 0)")
     parser.add_argument("-restarts", type=int, default=10, help="k-means restarts (default 10)")
     parser.add_argument("-plain", action="store_true",
                         help="plain k-means (mean update), no IoU refinement")
     parser.add_argument("-table", action="store_true", help="avg IoU for k = 1..10")
-    parser.add_argument("-cfg", default=None, help="compare with this cfg's anchors")
     parser.add_argument("-png", default=None, help="plot the table to this file")
+    parser.add_argument("-out", default="anchors.txt", metavar="FILE",
+                        help="write the anchors line here (default anchors.txt, as AlexeyAB)")
+    parser.add_argument("-show", action="store_true",
+                        help="accepted and ignored (AlexeyAB's window; -png draws the table)")
+    parser.set_defaults(run=run_calc_anchors)
     return parser
 
 
-def calc_anchors_main(argv):
-    args = parse(calc_anchors_parser(), argv)
-    k, seed, restarts, table = args.num_of_clusters, args.seed, args.restarts, args.table
+def _check_calc_anchors(args):
+    """One-line errors for values that cannot work, before any file is read."""
+    k, restarts = args.num_of_clusters, args.restarts
     if restarts < 1 or k < 1:
         raise DarknetError(f"calc_anchors: -restarts and -num_of_clusters must be at least 1 "
                            f"(found {restarts} and {k})")
-    cfg, png, plain, width, height = args.cfg, args.png, args.plain, args.width, args.height
-    data = args.data
+    if args.seed < 0:
+        raise DarknetError(f"calc_anchors: -seed {args.seed}: expected a seed of 0 or more")
+    for flag in ("width", "height", "stride"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise DarknetError(f"calc_anchors: -{flag} {value}: expected a positive number "
+                               "of pixels")
+
+
+def _grid(args):
+    """(width, height, stride_w, stride_h, where the stride comes from, the -cfg's grid
+    (w, h) or None) for calc_anchors."""
+    width, height, cfg_grid = args.width, args.height, None
+    if args.cfg:
+        cfg_w, cfg_h, grid_w, grid_h = network_grid(args.cfg)
+        width, height = width or cfg_w, height or cfg_h
+        stride_w, stride_h, cfg_grid = cfg_w / grid_w, cfg_h / grid_h, (grid_w, grid_h)
+        source = f"from {args.cfg}: {cfg_w}x{cfg_h} input, {grid_w}x{grid_h} grid"
+    else:
+        width, height = width or 416, height or 416
+        stride_w = stride_h = DEFAULT_STRIDE
+        source = "YOLOv2's, assumed: give -cfg or -stride to take the network's"
+    if args.stride:
+        stride_w = stride_h = args.stride
+        source = "from -stride"
+    return width, height, stride_w, stride_h, source, cfg_grid
+
+
+def _stride_text(stride_w, stride_h):
+    return f"{stride_w:g}" if stride_w == stride_h else f"{stride_w:g}x{stride_h:g}"
+
+
+def anchors_file_text(anchors):
+    """anchors.txt as AlexeyAB writes it, `w,h, w,h, ...` (ready for `anchors=`), with
+    YOLOv2's grid units at 4 decimals and a final newline."""
+    return ", ".join(f"{w:.4f},{h:.4f}" for w, h in anchors) + "\n"
+
+
+def run_calc_anchors(args):
+    _check_calc_anchors(args)
+    if args.show:
+        print("darknet_py: note: -show is accepted and ignored (there is no display window "
+              "here; -png FILE plots the -table)", file=sys.stderr)
+    k, seed, restarts, table = args.num_of_clusters, args.seed, args.restarts, args.table
+    cfg, png, plain = args.cfg, args.png, args.plain
     reference = cfg_anchors(cfg) if cfg else None
-    width = width or (reference[1] if reference else 416)
-    height = height or (reference[2] if reference else 416)
-    relative, images = training_box_sizes(data)
-    # the region layer's anchors are in grid cells of 32 pixels of the network input
-    boxes = relative * np.array([width / 32.0, height / 32.0])
-    print(f"{len(boxes)} boxes from {images} images; network {width}x{height}, anchors in "
-          f"grid units (pixels / 32)")
+    width, height, stride_w, stride_h, source, cfg_grid = _grid(args)
+    relative, images = training_box_sizes(args.data)
+    # the region layer's anchors are in cells of its grid: relative size x grid size
+    grid = np.array([width / stride_w, height / stride_h])
+    boxes = relative * grid
+    stride = _stride_text(stride_w, stride_h)
+    print(f"{len(boxes)} boxes from {images} images; network {width}x{height}, grid "
+          f"{grid[0]:g}x{grid[1]:g}, anchors in grid units (pixels / {stride}); stride "
+          f"{stride} ({source})")
     clusters = dimension_clusters.kmeans_iou(boxes, k, seed, restarts, refine=not plain)
     print(f"num_of_clusters = {k}, seed = {seed}, restarts = {restarts}, "
           f"{'plain k-means (mean update)' if plain else 'k-means + IoU refinement'}")
     print(f"anchors = {_format_anchors(clusters.anchors)}")
     print(f"avg IoU = {100 * clusters.avg_iou:.2f} %")
     cfg_point = None
-    if reference:
-        # the cfg's anchors are in its own grid; IoU does not change with the unit
-        ref = reference[0] / np.array([reference[1] / 32.0, reference[2] / 32.0]) \
-            * np.array([width / 32.0, height / 32.0])
+    if reference is not None:
+        # the cfg's anchors are in its own grid (its last layer's out_w x out_h); IoU does
+        # not change with the unit, so they are rescaled to ours only to be listed together
+        ref = reference / np.array(cfg_grid) * grid
         cfg_point = (len(ref), dimension_clusters.avg_iou(boxes, ref))
         print(f"{cfg} anchors ({len(ref)}): avg IoU = {100 * cfg_point[1]:.2f} %")
     if table or png:
@@ -474,14 +565,17 @@ def calc_anchors_main(argv):
         if png:
             checked_write(png, lambda path: plot_table(rows, cfg_point, path))
             print(f"plot written to {png}")
+    atomic_write_text(args.out, anchors_file_text(clusters.anchors))
+    print(f"anchors written to {args.out}")
     return 0
 
 
+def calc_anchors_main(argv):
+    """`calc_anchors <data> ...` (and `detector calc_anchors`, AlexeyAB's spelling)."""
+    return run_calc_anchors(parse(calc_anchors_parser(), argv))
+
+
 # ----------------------------------------------------------------------- voc_label
-
-VOC_LABEL_USAGE = ("python -m darknet_py voc_label <VOC root> [-out folder] "
-                   "[-sets train,val,test] [-names classes.names]")
-
 
 def voc_label_parser():
     parser = make_parser("voc_label", "darknet's scripts/voc_label.py: YOLO label files, "
