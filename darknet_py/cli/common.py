@@ -160,7 +160,8 @@ def matching_data(cfg):
 
 
 def train_parser(group, description):
-    parser = make_parser(f"{group} train", description)
+    # -map is implemented here (AlexeyAB's meaning), not one of the accepted-and-ignored flags
+    parser = make_parser(f"{group} train", description, skip_ignored=("-map",))
     parser.add_argument("data", help=".data file (train=, backup=, classes=, names=); may be "
                                      "left out for darknet's own cfgs (cfg/yolov2-voc.cfg "
                                      "takes cfg/voc.data)")
@@ -172,6 +173,24 @@ def train_parser(group, description):
     parser.add_argument("-workers", type=int, default=2, help="loader processes (default 2)")
     parser.add_argument("-max_batches", type=int, default=None,
                         help="stop after N iterations (overrides the cfg)")
+    watching = parser.add_argument_group("watching the run (docs/TRAINING.md)")
+    watching.add_argument("-log", default=None, metavar="FILE",
+                          help="append darknet's lines to FILE as well (they still go to "
+                               "stdout)")
+    watching.add_argument("-chart_every", type=int, default=10, metavar="N",
+                          help="write <backup>/chart.png (loss, and mAP with -map) every N "
+                               "iterations and at the end (default 10)")
+    watching.add_argument("-nochart", action="store_true", help="no chart.png")
+    if group == "detector":
+        map_help = ("mAP@0.5 on the .data file's valid= list every few epochs and after the "
+                    "last iteration (AlexeyAB's -map); keeps <backup>/<cfg>_best.weights and "
+                    "_last.weights")
+        every_help = ("with -map: every N iterations (default AlexeyAB's: 4 epochs, at least "
+                      "100 iterations, not before burn_in)")
+    else:
+        map_help = every_help = "detector train only (a classifier has no mAP): refused here"
+    watching.add_argument("-map", action="store_true", help=map_help)
+    watching.add_argument("-map_every", type=int, default=None, metavar="N", help=every_help)
     add_device(parser, exact=False)
     return parser
 
@@ -185,7 +204,9 @@ def run_training(args, train_function):
         raise DarknetError(f"{args.data}: give the network's .cfg after the .data file")
     try:
         train_function(args.data, args.cfg, args.weights, args.clear, args.seed, args.workers,
-                       device_from(args), args.max_batches)
+                       device_from(args), args.max_batches, log_path=args.log,
+                       chart_every=None if args.nochart else args.chart_every,
+                       calc_map=args.map, map_every=args.map_every)
     except KeyboardInterrupt:   # the trainer has saved the backup already
         return 130
     return 0

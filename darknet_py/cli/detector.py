@@ -169,8 +169,11 @@ def _train_parser():
 
 
 def _train(args):
+    import functools
     from ..train import train_detector
-    return run_training(args, train_detector)
+    from .evaluate import detector_map
+    # -map measures with detector map's own code, handed down (train.py is below cli/)
+    return run_training(args, functools.partial(train_detector, map_function=detector_map))
 
 
 def main(argv):
