@@ -613,6 +613,14 @@ def train_classifier(data, cfg, weights=None, clear=False, seed=None, workers=2,
     net, opts, options = trainer.net, trainer.net.options, trainer.options
     labels = [label for label in read_list(options.get("labels", "data/labels.list"),
                                            "labels list") if label]
+    last = net.output_layer()
+    if last.type in ("region", "detection"):
+        raise DarknetError(f"{cfg}: the network ends in a [{last.type}] layer (a detector): "
+                           "train it with `detector train`")
+    outputs = int(np.prod(last.out_shape))
+    if outputs != len(labels):
+        raise DarknetError(f"{data}: labels = {options.get('labels', 'data/labels.list')} "
+                           f"lists {len(labels)} labels, the network has {outputs} outputs")
     paths = trainer.paths
     trainer.log(f"{len(paths)}")
     params = dict(labels=labels, min_size=int(opts.min_ratio * net.width),

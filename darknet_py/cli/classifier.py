@@ -15,8 +15,8 @@ from ..errors import DarknetError
 from ..image import load_image, resize_image
 from ..tree import hierarchy_predictions
 from . import add_device, device_from, dispatch, make_parser, parse
-from .common import (Timer, add_inference_inputs, batches, image_paths, load_for_inference,
-                     progress, read_names, run_training, train_parser)
+from .common import (Timer, add_inference_inputs, batches, data_integer, image_paths,
+                     load_for_inference, progress, read_names, run_training, train_parser)
 
 DESCRIPTION = "Classification: darknet's classifier.c."
 
@@ -33,17 +33,31 @@ def predict_parser(prog="classifier predict", with_data=True, default_top=0):
     return parser
 
 
+def check_classifier_names(net, data, names):
+    """A classifier network (not a detector's [region]) and a name for each of its outputs:
+    darknet's predict_classifier prints names[index] past the end of a short list."""
+    last = net.output_layer()
+    if last.type in ("region", "detection"):
+        raise DarknetError(f"{net.path}: the network ends in a [{last.type}] layer (a "
+                           "detector): use `detector test` for it")
+    outputs = int(np.prod(last.out_shape))
+    if len(names) < outputs:
+        raise DarknetError(f"{data}: the names file lists {len(names)} names, the network "
+                           f"has {outputs} outputs")
+
+
 def predict_classifier(data, cfg, weights, filenames, top=0, device="cpu", exact=False,
                        batch=1):
     options, names = read_names(data)
     if top == 0:
-        top = int(options.get("top", 1))
+        top = data_integer(options, "top", 1, data)
     if isinstance(filenames, str):
         filenames = [filenames]
     filenames = list(filenames or [])
     if batch < 1:
         raise DarknetError(f"-batch: expected a positive batch size, found {batch}")
     net = load_for_inference(cfg, weights, device, exact)
+    check_classifier_names(net, data, names)
     paths, total = image_paths(filenames), None
     if filenames:
         paths = list(paths)
@@ -128,8 +142,8 @@ def valid_labels(data, options, top=0):
     reads them: classes= (default 2), top= (default 1; a top given here wins), the first
     `classes` lines of labels= (default data/labels.list). Unlike darknet, top is cut to
     classes (darknet's top_k would leave -1 entries, which match unlabelled images)."""
-    classes = int(options.get("classes", 2))
-    top = top or int(options.get("top", 1))
+    classes = data_integer(options, "classes", 2, data)
+    top = top or data_integer(options, "top", 1, data)
     if classes < 1 or top < 1:
         raise DarknetError(f"{data}: classes = {classes} and top = {top} must be at least 1")
     labels_path = options.get("labels", "data/labels.list")

@@ -27,6 +27,18 @@ def add_inference_inputs(parser, with_data, data_help):
                              "files of paths")
 
 
+def data_integer(options, key, default, data):
+    """An integer option of a .data file (darknet's option_find_int), or a one-line error
+    naming the file and the key (darknet's atoi would read text as 0)."""
+    value = options.get(key)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise DarknetError(f"{data}: {key} = {value}: expected an integer") from None
+
+
 def read_names(data_path, default="data/names.list"):
     """The class names a .data file points at (paths relative to the working directory)."""
     options = read_data_cfg(data_path)

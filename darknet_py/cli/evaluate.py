@@ -59,7 +59,16 @@ def _class_map(options):
     """The data file's map= (one dataset class -> network class index per line)."""
     if "map" not in options:
         return None
-    return np.array([int(line) for line in read_list(options["map"], "map file") if line.strip()])
+    indexes = []
+    for line_no, line in enumerate(read_list(options["map"], "map file"), start=1):
+        if not line.strip():
+            continue
+        try:
+            indexes.append(int(line))
+        except ValueError:
+            raise DarknetError(f"{options['map']}:{line_no}: expected a class index, found "
+                               f"'{line.strip()}'") from None
+    return np.array(indexes, dtype=int)
 
 
 def _region_classes(net):
