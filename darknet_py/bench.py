@@ -63,6 +63,13 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
     result = {"cfg": cfg, "batch": batch, "device": str(device), "backend": ops.name,
               "width": net.width, "height": net.height, "bflops_per_image": net.bflops()}
     result["ceilings"] = machine_ceilings(ops, sync)
+    # the first forward alone: what a process pays once (compiled kernels loaded from
+    # numba's cache, or compiled on a machine that never ran them; filter transforms;
+    # workspaces); the median below excludes it
+    start = time.perf_counter()
+    net.forward(x_device)
+    sync()
+    result["first_forward_seconds"] = time.perf_counter() - start
     seconds = _median_seconds(lambda: net.forward(x_device), sync, warmup, runs)
     result["forward_seconds"] = seconds
     result["images_per_second"] = batch / seconds
@@ -208,6 +215,9 @@ def report(result, out):
           "per image", file=out)
     print(f"machine: GEMM {ceilings['gemm_gflops']:.1f} GFLOP/s, copy "
           f"{ceilings['copy_gbs']:.1f} GB/s", file=out)
+    if "first_forward_seconds" in result:
+        print(f"first forward (once per process): {result['first_forward_seconds'] * 1e3:.0f}"
+              " ms", file=out)
     print(f"inference: {result['forward_seconds'] * 1e3:.2f} ms per batch, "
           f"{result['images_per_second']:.2f} images/s, {result['gflops']:.1f} GFLOP/s "
           f"({100 * result['gflops'] / ceilings['gemm_gflops']:.0f}% of the GEMM ceiling)",

@@ -115,11 +115,18 @@ def compare_torch(x, net, ours, warmup, runs):
 
 def compare_torch_train(x, net, ours, warmup, runs):
     """Our train_step against a PyTorch training step of the same network up to the
-    region layer: forward with batch statistics, the mean square of the output as the loss
-    (a stand-in for darknet's region loss, which costs little next to the convolutions),
-    backward, an SGD step with momentum and weight decay at learning rate 0 (as bench keeps
-    ours). Timed alternately; float32, TF32 off."""
+    region layer: conv, BatchNorm2d in training mode (batch statistics, rolling averages
+    updated), bias, leaky, the mean square of the output as the loss (a stand-in for
+    darknet's region loss, which costs little next to the convolutions), backward, an SGD
+    step with momentum and weight decay at learning rate 0 (as bench keeps ours). Timed
+    alternately; float32, TF32 off, as many intra-op threads as ours (settings.thread_count).
+
+    Also each engine's peak resident memory during its steps (Linux: the process's
+    high-water mark, reset before each step; both include what the process already holds,
+    `baseline_mb`, e.g. both networks' weights)."""
+    from .settings import thread_count
     torch, device, model, tensor = _torch_model(x, net, train=True)
+    torch.set_num_threads(thread_count())
     learned = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(learned, lr=0.0, momentum=0.9, weight_decay=5e-4)
 
@@ -130,8 +137,50 @@ def compare_torch_train(x, net, ours, warmup, runs):
         optimizer.step()
         if device == "cuda":
             torch.cuda.synchronize()
-    our_seconds, seconds = _alternating(ours, step, warmup, runs)
-    return {"seconds": seconds, "ours_seconds": our_seconds, "device": device}
+    peaks = {}
+    baseline = _resident_bytes("VmRSS")
+    our_seconds, seconds = _alternating(_peak_tracked(ours, peaks, "ours"),
+                                        _peak_tracked(step, peaks, "theirs"), warmup, runs)
+    result = {"seconds": seconds, "ours_seconds": our_seconds, "device": device,
+              "threads": thread_count()}
+    if baseline is not None and peaks.get("ours") and peaks.get("theirs"):
+        result.update(baseline_mb=baseline / 2**20, ours_peak_mb=peaks["ours"] / 2**20,
+                      peak_mb=peaks["theirs"] / 2**20)
+    return result
+
+
+def _resident_bytes(field):
+    """VmRSS (now) or VmHWM (the peak since the last reset) of this process, in bytes;
+    None where /proc does not say (not Linux)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_resident():
+    """Start a new high-water mark at the current RSS (Linux >= 4.0: clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_tracked(function, peaks, name):
+    """function, recording in peaks[name] the highest RSS any of its calls reached."""
+    def run():
+        reset = _reset_peak_resident()
+        function()
+        peak = _resident_bytes("VmHWM") if reset else None
+        if peak is not None:
+            peaks[name] = max(peaks.get(name, 0), peak)
+    return run
 
 
 def _onnxruntime_session(net, batch):

@@ -78,6 +78,21 @@ class ConvolutionalLayer(WeightedLayer):
         batch, groups = x.shape[0], self.groups
         hw = self.out_h * self.out_w
         self.input = x
+        if step.fast:
+            # plain inference: the backend's fastest convolution for the shape, with the
+            # folded batch norm, bias and activation in its output pass
+            if self.batch_normalize:
+                factor, shift = ops.batchnorm_fold(self.rolling_mean, self.rolling_variance,
+                                                   self.scales, self.biases)
+            else:
+                factor, shift = None, self.biases
+            self.output = ops.conv2d_inference(x, self.weights, self.size, self.stride,
+                                               self.padding, groups, self.out_h,
+                                               self.out_w, factor, shift, self.activation)
+            return self.output
+        # training or exact: the weights may change in place after this (SGD), so what
+        # an inference forward derived from them is dropped
+        ops.forget_conv_weights(self.weights)
         cols = self._columns(x, ops).reshape(batch, groups, -1, hw)
         filters = self.weights.reshape(groups, self.n_filters // groups, -1)
         out = ops.matmul(filters, cols, step.exact)
@@ -96,18 +111,14 @@ class ConvolutionalLayer(WeightedLayer):
         per_group = self.n_filters // groups
         grouped = delta.reshape(batch, groups, per_group, hw)
         cols = self._columns(self.input, ops).reshape(batch, groups, -1, hw)
-        # weight_updates += delta . cols^T, one GEMM per image and group added onto the
-        # total as darknet does; cols^T is a transposed view, which BLAS reads in place
-        # (copying the columns into (batch*hw, k) order cost twice the GEMM itself)
-        updates = self.weight_updates.reshape(groups, per_group, -1)
-        for image in range(batch):
-            for group in range(groups):
-                updates[group] += ops.matmul(grouped[image, group], cols[image, group].T,
-                                             step.exact)
+        # weight_updates += delta . cols^T, per image as darknet adds them (the backend may
+        # run the images' GEMMs side by side); and the input delta's columns W^T . delta
+        filters = self.weights.reshape(groups, per_group, -1)
+        col_delta = ops.conv_backward_gemms(grouped, cols, filters,
+                                            self.weight_updates.reshape(groups, per_group, -1),
+                                            input_delta is not None, step.exact)
         if input_delta is None:
             return
-        filters = self.weights.reshape(groups, per_group, -1)
-        col_delta = ops.matmul(filters.transpose(0, 2, 1), grouped, step.exact)
         if self.size == 1:
             input_delta[...] = col_delta.reshape(input_delta.shape)
         else:

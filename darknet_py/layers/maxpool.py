@@ -36,16 +36,20 @@ class MaxpoolLayer(Layer):
         self._set_shape()
 
     def forward(self, x, step):
+        if step.fast:   # plain inference: the values only, by the backend's fastest path
+            self.output = step.ops.maxpool_inference(x, self.size, self.stride, self.padding,
+                                                     self.out_h, self.out_w)
+            self.indexes = None
+            return self.output
         self.output, self.indexes = step.ops.maxpool(x, self.size, self.stride, self.padding,
                                                      self.out_h, self.out_w,
                                                      want_indexes=step.train)
         return self.output
 
     def backward(self, step, input_delta):
-        if input_delta is not None:
-            input_delta += step.ops.maxpool_backward(self.delta, self.indexes,
-                                                     input_delta.shape, self.size,
-                                                     self.stride, self.padding)
+        if input_delta is not None:   # backward_maxpool_layer: net.delta[index] += delta
+            step.ops.maxpool_backward_add(self.delta, self.indexes, input_delta, self.size,
+                                          self.stride, self.padding)
 
     def describe(self):
         return (f"max          {self.size} x {self.size} / {self.stride}  {self.w:4d} x{self.h:4d} "

@@ -189,6 +189,25 @@ class CupyOps:
                      (a, b, i32(batch), i32(m), i32(n), i32(k), out))
         return out
 
+    def conv2d_inference(self, x, weights, size, stride, pad, groups, out_h, out_w, factor,
+                         shift, activation):
+        """im2col + cuBLAS GEMM, then scale_shift_activate: the layer's training/exact
+        forward with the fast tail (numpy_ops.conv2d_inference's values; no Winograd on
+        the GPU). darknet skips im2col for every 1x1 kernel."""
+        batch, channels, height, width = x.shape
+        hw = out_h * out_w
+        if size == 1:
+            cols = x.reshape(batch, channels, height * width)
+        else:
+            cols = self.im2col(x, size, stride, pad, out_h, out_w)
+        filters = weights.reshape(groups, weights.shape[0] // groups, -1)
+        out = self.matmul(filters, cols.reshape(batch, groups, -1, hw))
+        out = out.reshape(batch, weights.shape[0], out_h, out_w)
+        return self.scale_shift_activate(out, factor, shift, activation)
+
+    def forget_conv_weights(self, weights):
+        """conv2d_inference keeps nothing on the GPU."""
+
     # -------------------------------------------------------------- normalisation
     @staticmethod
     def _geometry(x):
@@ -281,6 +300,9 @@ class CupyOps:
                      (x, i32(batch), i32(channels), i32(height), i32(width), i32(size),
                       i32(stride), i32(pad), i32(out_h), i32(out_w), out, indexes))
         return out, (indexes if want_indexes else None)
+
+    def maxpool_inference(self, x, size, stride, pad, out_h, out_w):
+        return self.maxpool(x, size, stride, pad, out_h, out_w, want_indexes=False)[0]
 
     def maxpool_backward(self, delta, indexes, input_shape, size, stride, pad):
         """The window geometry (size, stride, pad) lets each input cell gather its deltas."""
@@ -379,6 +401,19 @@ class CupyOps:
         if target is not image:
             image[...] = target
 
+    def conv_backward_gemms(self, delta, cols, filters, weight_updates, input_columns,
+                            exact=False):
+        """One cuBLAS (or ordered) GEMM per image and group for the weight gradient, added
+        in image order; the input delta's columns as one batched GEMM."""
+        batch, groups = delta.shape[:2]
+        for image in range(batch):
+            for group in range(groups):
+                weight_updates[group] += self.matmul(delta[image, group],
+                                                     cols[image, group].T, exact)
+        if not input_columns:
+            return None
+        return self.matmul(filters.transpose(0, 2, 1), delta, exact)
+
     def channel_sums(self, x):
         x = self._c(x)
         channels, spatial = self._geometry(x)
@@ -423,6 +458,27 @@ class CupyOps:
                       self._i32(channels), self._i64(spatial), self._i64(x.size),
                       self._i64(batch * spatial), out))
         return out
+
+    def normalize_scale_activate(self, x, mean, variance, scales, biases, activation):
+        """numpy_ops.normalize_scale_activate from the separate kernels (the same values)."""
+        out = self.add_bias(self.scale_bias(self.batchnorm_inference(x, mean, variance),
+                                            scales), biases)
+        return self.activate(out, activation)
+
+    def batchnorm_train_backward(self, delta, output, x, mean, variance, scales,
+                                 bias_updates, scale_updates, activation, exact=False):
+        """numpy_ops.batchnorm_train_backward from the existing kernels: the reductions
+        add in double on the GPU in either mode (as channel_sums does)."""
+        if activation != "linear":
+            delta = delta * self.gradient(output, activation)
+        bias_updates += self.bias_sums(delta)
+        scale_updates += self.channel_sums(delta * self.batchnorm_inference(x, mean, variance))
+        return self.batchnorm_backward(delta, x, mean, variance, scales)
+
+    def maxpool_backward_add(self, delta, indexes, input_delta, size, stride, pad):
+        """input_delta += the gathered maxpool gradient (in place)."""
+        input_delta += self.maxpool_backward(delta, indexes, input_delta.shape, size, stride,
+                                             pad)
 
     def sgd_step(self, param, update, rate, momentum, decay_term=None):
         self._launch("sgd.cu", "sgd_step", param.size,

@@ -32,6 +32,20 @@ class Backend(Protocol):
         """(..., M, K) @ (..., K, N); ordered: darknet's gemm_nn summation order."""
     def col2im_add(self, cols: Array, image: Array, size: int, stride: int, pad: int,
                    out_h: int, out_w: int) -> None: ...
+    def conv_backward_gemms(self, delta: Array, cols: Array, filters: Array,
+                            weight_updates: Array, input_columns: bool,
+                            exact: bool = False) -> Optional[Array]:
+        """weight_updates (G, n, k) += delta (B, G, n, hw) . cols (B, G, k, hw)^T, and with
+        input_columns W^T . delta (B, G, k, hw); exact: darknet's per-image order."""
+    def conv2d_inference(self, x: Array, weights: Array, size: int, stride: int, pad: int,
+                         groups: int, out_h: int, out_w: int, factor: Optional[Array],
+                         shift: Array, activation: str) -> Array:
+        """A convolutional layer's plain-inference forward: the convolution, then
+        y*factor + shift per filter (factor None: + shift) and activate(fast=True), by
+        whatever formulation is fastest for the shape (numpy: Winograd or im2col + GEMM);
+        may keep data derived from `weights` until forget_conv_weights."""
+    def forget_conv_weights(self, weights: Array) -> None:
+        """Drop what conv2d_inference derived from `weights` (they are about to change)."""
 
     # -- normalisation
     def batchnorm_inference(self, x: Array, mean: Array, variance: Array) -> Array: ...
@@ -40,6 +54,17 @@ class Backend(Protocol):
     def batchnorm_statistics(self, x: Array, exact: bool = False) -> Tuple[Array, Array]: ...
     def batchnorm_backward(self, delta: Array, x: Array, mean: Array, variance: Array,
                            scales: Array) -> Array: ...
+    def normalize_scale_activate(self, x: Array, mean: Array, variance: Array,
+                                 scales: Array, biases: Array, activation: str) -> Array:
+        """Training's batch norm with batch statistics, scales, biases and the activation
+        (darknet's arithmetic), on a new array; x is kept."""
+    def batchnorm_train_backward(self, delta: Array, output: Array, x: Array, mean: Array,
+                                 variance: Array, scales: Array, bias_updates: Array,
+                                 scale_updates: Array, activation: str,
+                                 exact: bool = False) -> Array:
+        """The activation's gradient, bias and scale gradients (added in place), batch
+        norm's backward; the delta w.r.t. x, possibly in delta's memory. exact: darknet's
+        float running sums; otherwise accurate (double) sums."""
     def update_rolling(self, rolling: Array, batch_value: Array) -> None: ...
     def scale_shift(self, x: Array, factor: Array, shift: Array) -> Array: ...
     def scale_shift_activate(self, x: Array, factor: Optional[Array], shift: Array,
@@ -59,8 +84,14 @@ class Backend(Protocol):
     def maxpool(self, x: Array, size: int, stride: int, pad: int, out_h: int, out_w: int,
                 want_indexes: bool = True) -> Tuple[Array, Optional[Array]]:
         """The output and, when wanted (training), the winners' flat input indexes."""
+    def maxpool_inference(self, x: Array, size: int, stride: int, pad: int, out_h: int,
+                          out_w: int) -> Array:
+        """maxpool's values (no indexes), the same bits, by the fastest path."""
     def maxpool_backward(self, delta: Array, indexes: Array, input_shape: Sequence[int],
                          size: int, stride: int, pad: int) -> Array: ...
+    def maxpool_backward_add(self, delta: Array, indexes: Array, input_delta: Array,
+                             size: int, stride: int, pad: int) -> None:
+        """input_delta[winner] += delta, in place."""
     def avgpool(self, x: Array) -> Array: ...
     def avgpool_backward(self, delta: Array, input_delta: Array) -> None: ...
     def reorg(self, x: Array, stride: int, forward: bool) -> Array: ...

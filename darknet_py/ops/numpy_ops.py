@@ -8,12 +8,15 @@ differs (BLAS GEMM, pairwise sums) and so the last bits may.
 Arrays are NCHW float32. A layer never calls numpy directly for numerics: it calls these,
 and the CuPy backend provides the same names.
 """
+import functools
 import threading
+import weakref
 
 import numpy as np
 
 from .. import activations
 from ..settings import BN_BACKWARD_EPSILON, BN_EPSILON, FLT_MAX, SECRET_NUM
+from . import cpu_kernels, winograd
 from .threads import for_blocks
 
 name = "numpy"
@@ -146,6 +149,128 @@ def _blas_ready(matrix):
             (row_stride == item and col_stride >= item * rows):
         return matrix
     return np.ascontiguousarray(matrix)
+
+
+# ---------------------------------------------------------------- inference convolution
+# Plain inference (neither training nor exact) calls conv2d_inference, which picks the
+# fastest formulation for the shape: Winograd F(2x2, 3x3) (ops/winograd.py: 2.25x fewer
+# FLOPs, its transforms compiled by numba) for 3x3 stride-1 convolutions, a direct loop
+# for those of 3 input channels, else im2col + GEMM as the training and exact paths
+# compute it, the GEMM and the folded batch norm, bias and activation done block by
+# block on the thread pool (cpu_kernels.gemm_tail).
+# FAST_CONV = False keeps the training path's im2col + GEMM + scale_shift_activate for
+# every shape (tests and benchmarks compare the two).
+FAST_CONV = True
+_winograd_filters = {}   # id(weights) -> (weakref to the weights, U, was it writable)
+
+
+def _conv_strategy(x_shape, weights_shape, size, stride, pad, groups):
+    """'direct', 'winograd', 'gemm' or 'im2col': what conv2d_inference does for these
+    shapes (shape rules, so the choice is deterministic). Winograd takes every 3x3
+    stride-1 ungrouped convolution but those of 3 channels (a first layer), which
+    cpu_kernels.rgb_conv3x3 computes directly in 0.6x Winograd's time. Measured against
+    im2col + GEMM on this project's 2-core machine, Winograd was faster from 8 input
+    channels at 208x208 to 1024 at 13x13, and within 0.1 ms on the few tiny shapes
+    where it was not (16->32 channels at 13x13). Other ungrouped shapes take the GEMM by
+    tasks; grouped ones, and every shape without numba, the training path's im2col."""
+    if not (FAST_CONV and groups == 1 and cpu_kernels.compiled()):
+        return "im2col"
+    if size == 3 and stride == 1 and pad <= 2 and x_shape[2] + 2 * pad >= 3 \
+            and x_shape[3] + 2 * pad >= 3:
+        return "direct" if x_shape[1] == 3 else "winograd"
+    return "gemm"
+
+
+def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor, shift,
+                     activation):
+    """A convolutional layer's inference forward: x (B, C, H, W) convolved with weights
+    (K, C/groups, size, size), then y*factor + shift per filter (factor None: + shift
+    only, as add_bias) and the activation with activate(fast=True)'s arithmetic.
+
+    The Winograd filters are transformed once per weights array and kept while it is
+    alive; meanwhile the array is made read-only, so that an in-place change cannot go
+    unnoticed (it raises instead of running on stale filters). forget_conv_weights makes
+    it writable again: the layer calls it in every training or exact forward, before SGD
+    updates the weights in place. Replacing the array (load_weights) starts afresh."""
+    strategy = _conv_strategy(x.shape, weights.shape, size, stride, pad, groups)
+    n_filters = weights.shape[0]
+    if strategy == "im2col" or x.dtype != F32:
+        out = _conv_im2col(x, weights, size, stride, pad, groups, out_h, out_w)
+        return scale_shift_activate(out, factor, shift, activation)
+    factors = np.ascontiguousarray(np.ones(n_filters, dtype=F32) if factor is None
+                                   else factor, dtype=F32)
+    shifts = np.ascontiguousarray(shift, dtype=F32)
+    if strategy == "winograd":
+        out, activated = winograd.conv3x3(x, _transformed_filters(weights), pad, factors,
+                                          shifts, activation, for_blocks)
+    elif strategy == "direct":
+        code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
+        out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code, for_blocks)
+        activated = activation in cpu_kernels.FUSED_ACTIVATIONS
+    else:
+        cols = _conv_columns(x, size, stride, pad, out_h, out_w)
+        filters = weights.reshape(n_filters, -1)
+        if cols.shape[1] != filters.shape[1]:   # the layer's own path says what is wrong
+            return scale_shift_activate(_conv_im2col(x, weights, size, stride, pad, groups,
+                                                     out_h, out_w), factor, shift,
+                                        activation)
+        out = np.empty((x.shape[0], n_filters, out_h * out_w), dtype=F32)
+        code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
+        if not cpu_kernels.gemm_tail(filters, cols, out, factors, shifts, code, for_blocks):
+            # a BLAS whose threads cannot be set: one threaded GEMM call, then the tail
+            out[...] = matmul(filters, cols)
+            return scale_shift_activate(out.reshape(x.shape[0], n_filters, out_h, out_w),
+                                        factor, shift, activation)
+        out = out.reshape(x.shape[0], n_filters, out_h, out_w)
+        activated = activation in cpu_kernels.FUSED_ACTIVATIONS
+    if not activated:
+        scale_shift_activate(out, None, np.zeros(n_filters, dtype=F32), activation)
+    return out
+
+
+def _conv_columns(x, size, stride, pad, out_h, out_w):
+    """The GEMM's right operand (B, C*size*size, columns): im2col's, or for every 1x1
+    kernel (whatever the stride or padding) the input itself, as darknet skips im2col."""
+    batch, channels, height, width = x.shape
+    if size == 1:
+        return x.reshape(batch, channels, height * width)
+    return im2col(x, size, stride, pad, out_h, out_w)
+
+
+def _conv_im2col(x, weights, size, stride, pad, groups, out_h, out_w):
+    """im2col + GEMM as convolutional.py's training/exact forward."""
+    cols = _conv_columns(x, size, stride, pad, out_h, out_w)
+    hw = out_h * out_w
+    filters = weights.reshape(groups, weights.shape[0] // groups, -1)
+    out = matmul(filters, cols.reshape(x.shape[0], groups, -1, hw))
+    return out.reshape(x.shape[0], weights.shape[0], out_h, out_w)
+
+
+def _transformed_filters(weights):
+    """Winograd's U = G g G^T of `weights`, computed on first use and cached until the
+    array dies or forget_conv_weights is called; the array is read-only meanwhile."""
+    key = id(weights)
+    entry = _winograd_filters.get(key)
+    if entry is not None and entry[0]() is weights:
+        return entry[1]
+    transformed = winograd.transform_filters(weights)
+
+    def dropped(reference, key=key):
+        current = _winograd_filters.get(key)
+        if current is not None and current[0] is reference:
+            del _winograd_filters[key]
+    _winograd_filters[key] = (weakref.ref(weights, dropped), transformed,
+                              weights.flags.writeable)
+    weights.flags.writeable = False
+    return transformed
+
+
+def forget_conv_weights(weights):
+    """Drop what conv2d_inference derived from `weights` and make the array writable
+    again (the weights are about to change in place: a training step's SGD update)."""
+    entry = _winograd_filters.pop(id(weights), None)
+    if entry is not None and entry[0]() is weights and entry[2]:
+        weights.flags.writeable = True
 
 
 # ---------------------------------------------------------------- normalisation
@@ -295,6 +420,15 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
     return output, indexes
 
 
+def maxpool_inference(x, size, stride, pad, out_h, out_w):
+    """maxpool's values without the indexes, for plain inference: one compiled pass
+    (ops/cpu_kernels.py: darknet's window order and strict '>', so the same values bit for
+    bit as maxpool(); tests/test_fast_conv.py), or maxpool() itself without numba."""
+    if FAST_CONV and x.dtype == F32 and cpu_kernels.compiled():
+        return cpu_kernels.maxpool(x, size, stride, pad, out_h, out_w, for_blocks)
+    return maxpool(x, size, stride, pad, out_h, out_w, want_indexes=False)[0]
+
+
 def _window_cell(padded, cell, size, stride, out_h, out_w):
     """What window cell `cell` (row-major within the window) covers at every output
     position: one strided view of the last two axes of the padded input."""
@@ -427,11 +561,65 @@ def _group_sums(values, offsets, sizes):
 
 
 # ================================================================ training
+def conv_backward_gemms(delta, cols, filters, weight_updates, input_columns, exact=False):
+    """backward_convolutional_layer's GEMMs. delta (B, G, n, hw), cols (B, G, k, hw) (the
+    im2col columns of the layer's input), filters (G, n, k), weight_updates (G, n, k):
+    weight_updates += delta[b, g] . cols[b, g]^T, and with input_columns the columns of the
+    input delta, W^T . delta: (B, G, k, hw) (else None).
+
+    exact: darknet's order, one product per image and group added onto the total in image
+    order. Otherwise, with two images or more, the images' GEMMs run side by side on the
+    backend's threads with OpenBLAS on one thread each: a GEMM split across both cores
+    waits for its slower half (2-6x slower under load from other processes) and splits
+    the thin early layers poorly. Each thread adds its images' products, and the totals
+    are added in order (the float sums differ from darknet's order in the last bits)."""
+    batch, groups = delta.shape[:2]
+    transposed = filters.transpose(0, 2, 1)
+    if exact or batch < 2:
+        for image in range(batch):
+            for group in range(groups):
+                weight_updates[group] += matmul(delta[image, group], cols[image, group].T,
+                                                exact)
+        return matmul(transposed, delta, exact) if input_columns else None
+    columns = np.empty((batch, groups) + cols.shape[2:], dtype=F32) if input_columns else None
+    from .cpu_kernels import blas_single_threaded
+    totals = {}
+
+    def work(start, stop):
+        total = None
+        for image in range(start, stop):
+            product = np.matmul(delta[image], _blas_ready(cols[image]).transpose(0, 2, 1))
+            if total is None:
+                total = product
+            else:
+                total += product
+            if input_columns:
+                np.matmul(transposed, delta[image], out=columns[image])
+        totals[start] = total
+
+    with blas_single_threaded() as alone:
+        if alone:   # as few blocks as for_blocks allows (two per thread): one product each
+            for_blocks(batch, delta[0].size + cols[0].size, work, block_elements=1 << 62)
+        else:   # another BLAS: its GEMMs are not run from several threads at once
+            work(0, batch)
+    for start in sorted(totals):
+        weight_updates += totals[start]
+    return columns
+
+
 def col2im_add(cols, image, size, stride, pad, out_h, out_w):
     """Adjoint of im2col: add (B, C*size*size, out_h*out_w) columns into image (B, C, H, W)
     in place, as darknet's col2im_cpu does: kernel offsets in (c, ky, kx) order, each added
-    straight onto what the image holds; entries that fall in the padding are dropped."""
+    straight onto what the image holds; entries that fall in the padding are dropped.
+    Compiled, one pass over the columns, image planes split across threads (the same sums
+    in the same order as the NumPy fallback below)."""
     batch, channels, height, width = image.shape
+    if _compiled() and _loop_ready(image) and cols.dtype == F32:
+        grid = np.ascontiguousarray(cols).reshape(batch, channels * size * size, -1)
+        for_blocks(batch * channels, size * size * out_h * out_w,
+                   lambda start, stop: _col2im_loop(grid, image, size, stride, pad, out_h,
+                                                    out_w, start, stop))
+        return
     padded = np.pad(image, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     grid = cols.reshape(batch, channels, size, size, out_h, out_w)
     for ky in range(size):
@@ -462,12 +650,28 @@ def bias_sums(x):
 
 def batchnorm_statistics(x, exact=False):
     """Batch mean and unbiased variance per channel, as darknet's mean_cpu/variance_cpu:
-    float running sums, the mean scaled by float(1/N), the variance divided by N-1.
+    float running sums in darknet's order (batch, then space), the mean scaled by
+    float(1/N), the variance divided by N-1.
 
     darknet adds each square in double to a float total and rounds (`variance[i] +=
-    pow(x - mean, 2)`); exact=True does that, one step per element (slow); otherwise the
-    squares are rounded to float first, which differs in the last bit now and then."""
-    count = x.shape[0] * x.shape[2] * x.shape[3]
+    pow(x - mean, 2)`); exact=True does that; otherwise the squares are rounded to float
+    first, which differs in the last bit now and then. Both modes keep darknet's order here
+    (docs/QUIRKS.md: the oracle's training cases are ill-conditioned in these means); the
+    compiled loop runs eight channels' running sums side by side, so the order costs
+    little."""
+    batch, channels = x.shape[:2]
+    count = x.size // channels
+    inv_count1 = F32(1.0 / (count - 1)) if count > 1 else F32(np.inf)   # C's 1./0
+    if _compiled() and _loop_ready(x):
+        rows = x.reshape(batch, channels, -1)
+        mean, variance = np.empty(channels, dtype=F32), np.empty(channels, dtype=F32)
+        groups = -(-channels // _STAT_LANES)
+
+        def work(start, stop):
+            _statistics_loop(rows, F32(1.0 / count), inv_count1, exact, mean, variance,
+                             start * _STAT_LANES, min(channels, stop * _STAT_LANES))
+        for_blocks(groups, _STAT_LANES * count, work)
+        return mean, variance
     mean = channel_sums(x) * F32(1.0 / count)
     centred = (x - mean[None, :, None, None]).astype(F64)
     squares = _by_channel(centred * centred)
@@ -477,7 +681,7 @@ def batchnorm_statistics(x, exact=False):
             total = (total + column).astype(F32)
     else:
         total = sequential_sum(squares.astype(F32))
-    return mean, total * F32(1.0 / (count - 1))
+    return mean, total * inv_count1
 
 
 def update_rolling(rolling, batch_value):
@@ -503,6 +707,62 @@ def batchnorm_backward(delta, x, mean, variance, scales):
     return out.astype(F32)
 
 
+def normalize_scale_activate(x, mean, variance, scales, biases, activation):
+    """Training's batch norm after the statistics, on a new array (x, the layer's l.x, is
+    kept): normalize_cpu ((x - mean) / (sqrt(var) + 1e-6) in double), scale_bias, add_bias
+    (float), then activate_array (leaky's .1*x in double). The values of those four steps,
+    in one compiled pass per channel; activations other than linear/leaky/relu are applied
+    after it in NumPy."""
+    if not (_compiled() and _loop_ready(x)):
+        out = add_bias(scale_bias(batchnorm_inference(x, mean, variance), scales), biases)
+        return activate(out, activation)
+    batch, channels = x.shape[:2]
+    rows = x.reshape(batch, channels, -1)
+    out = np.empty_like(rows)
+    code = _FORWARD_CODES.get(activation, 0)
+    denominator = np.sqrt(variance.astype(F64)) + BN_EPSILON
+    mean, scales, biases = (np.ascontiguousarray(v, dtype=F32) for v in (mean, scales, biases))
+    for_blocks(channels, rows.shape[0] * rows.shape[2],
+               lambda start, stop: _normalize_loop(rows, mean, denominator, scales, biases,
+                                                   code, out, start, stop))
+    out = out.reshape(x.shape)
+    return out if activation in _FORWARD_CODES else activate(out, activation)
+
+
+def batchnorm_train_backward(delta, output, x, mean, variance, scales, bias_updates,
+                             scale_updates, activation, exact=False):
+    """backward_convolutional_layer's part before the GEMMs, for a batch-normalised layer:
+    gradient_array (delta *= activation'(output)), backward_bias and backward_scale_cpu
+    (added into bias_updates and scale_updates in place), then backward_batchnorm_layer.
+    Returns the delta w.r.t. the batch norm's input x, in delta's own memory.
+
+    exact=True: darknet's float running sums in its order (bit-identical to darknet).
+    Otherwise the four per-channel sums accumulate in double (vectorised, reassociated):
+    accurate to ~1e-7 where darknet's float sums over 10^4..10^6 terms are off by up to
+    ~1e-4 (docs/QUIRKS.md). Both run as two compiled passes per channel (sums, then the
+    normalised delta), channels split across threads."""
+    if not (_compiled() and _loop_ready(delta) and _loop_ready(output) and _loop_ready(x)):
+        if activation != "linear":
+            delta = delta * gradient(output, activation)
+        bias_updates += bias_sums(delta)
+        scale_updates += channel_sums(delta * batchnorm_inference(x, mean, variance))
+        return batchnorm_backward(delta, x, mean, variance, scales)
+    if activation not in _GRADIENT_CODES:
+        np.multiply(delta, gradient(output, activation), out=delta)
+    code = _GRADIENT_CODES.get(activation, 0)
+    batch, channels = x.shape[:2]
+    rows = [a.reshape(batch, channels, -1) for a in (delta, output, x)]
+    var_eps = (variance + BN_BACKWARD_EPSILON).astype(F64)
+    constants = (np.sqrt(variance.astype(F64)) + BN_EPSILON, np.sqrt(var_eps),
+                 -1.0 / np.sqrt(var_eps), -0.5 * np.power(var_eps, F64(F32(-1.5))))
+    mean, scales = (np.ascontiguousarray(v, dtype=F32) for v in (mean, scales))
+    loop = _batchnorm_backward_exact_loop if exact else _batchnorm_backward_loop
+    for_blocks(channels, rows[0].shape[0] * rows[0].shape[2],
+               lambda start, stop: loop(*rows, mean, scales, *constants, code, bias_updates,
+                                        scale_updates, start, stop))
+    return delta
+
+
 def maxpool_backward(delta, indexes, input_shape, size, stride, pad):
     """Each output's delta goes to the input cell that won the max (accumulating).
     size, stride, pad: the window geometry (the GPU backend gathers with it; the indexes
@@ -511,6 +771,22 @@ def maxpool_backward(delta, indexes, input_shape, size, stride, pad):
     valid = indexes >= 0
     np.add.at(grad, indexes[valid], delta[valid])
     return grad.reshape(input_shape)
+
+
+def maxpool_backward_add(delta, indexes, input_delta, size, stride, pad):
+    """backward_maxpool_layer: input_delta[index] += delta for each output in order, in
+    place (darknet's order of float additions). Compiled: one pass, planes split across
+    threads (a plane's winners lie in that plane)."""
+    if _compiled() and _loop_ready(input_delta) and delta.dtype == F32:
+        planes = delta.shape[0] * delta.shape[1]
+        flat_delta = np.ascontiguousarray(delta).reshape(planes, -1)
+        flat_indexes = np.ascontiguousarray(indexes).reshape(planes, -1)
+        target = input_delta.reshape(-1)
+        for_blocks(planes, flat_delta.shape[1],
+                   lambda start, stop: _maxpool_backward_loop(flat_delta, flat_indexes,
+                                                              target, start, stop))
+        return
+    input_delta += maxpool_backward(delta, indexes, input_delta.shape, size, stride, pad)
 
 
 def dropout_mask(rand, probability, scale):
@@ -526,3 +802,258 @@ def sgd_step(param, update, rate, momentum, decay_term=None):
         update += F32(decay_term) * param
     param += F32(rate) * update
     update *= F32(momentum)
+
+
+# ================================================================ compiled training loops
+# The training passes over whole activations (batch statistics, batch norm with its
+# activation, their backward, col2im, maxpool's backward) as loops compiled by numba (a
+# dependency; compiled on first use and cached beside this file, as jpeg.py's kernels).
+# NumPy cannot fuse them: each of its steps is a pass over memory, most of them over float64
+# copies, and a float running sum in darknet's order is a cumsum (a serial, written pass).
+# The loops do darknet's arithmetic operation by operation, so exact mode stays
+# bit-identical; without numba the NumPy code above runs instead.
+_STAT_LANES = 8   # channels whose running sums batchnorm_statistics advances side by side
+# activations the loops evaluate themselves (codes shared by _activated / _gradient_factor)
+_FORWARD_CODES = {"linear": 0, "leaky": 1, "relu": 2}
+_GRADIENT_CODES = {"linear": 0, "leaky": 1, "relu": 2, "logistic": 3}
+# default-mode backward: sums may be reassociated (vectorised) and a*b+c fused; no
+# assumption that values are finite, so NaN and inf still come through for the trainer
+_ACCURATE_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_LOOPS = {}   # name -> (fastmath, inline): what _compiled() hands numba
+
+
+def _loop(fastmath=False, inline=False):
+    """Marks a function for numba.njit (compiled by _compiled(), found as a global)."""
+    def register(function):
+        _LOOPS[function.__name__] = (fastmath, inline)
+        return function
+    return register
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled():
+    """Whether the loops below run compiled: numba is imported and they are compiled (or
+    loaded from numba's cache) on the first training call, not when this module loads."""
+    try:
+        import numba
+    except ImportError:
+        return False
+    for name, (fastmath, inline) in _LOOPS.items():   # helpers first: the loops call them
+        globals()[name] = numba.njit(cache=True, nogil=True, fastmath=fastmath,
+                                     inline="always" if inline else "never")(globals()[name])
+    return True
+
+
+def _loop_ready(array):
+    """Whether a loop may read or write `array` as its flat float32 memory."""
+    return array.dtype == F32 and array.flags.c_contiguous and array.ndim >= 2
+
+
+@_loop(inline=True)
+def _square_added(total, difference, exact):
+    """variance_cpu's step: darknet adds pow(x - mean, 2) in double to a float total."""
+    if exact:
+        return np.float32(np.float64(total) + np.float64(difference) * np.float64(difference))
+    return total + difference * difference
+
+
+@_loop(inline=True)
+def _activated(value, code):
+    """activate(): leaky .1*x in double stored as float, relu x*(x>0) (-0.0 kept)."""
+    if code == 1:
+        return value if value > 0 else np.float32(0.1 * np.float64(value))
+    if code == 2:
+        return value if value > 0 else value * np.float32(0)
+    return value
+
+
+@_loop(inline=True)
+def _gradient_factor(output, code):
+    """gradient(): leaky 1 or .1f, relu 1 or 0, logistic (1 - y) * y, all in float."""
+    if code == 1:
+        return np.float32(1) if output > 0 else np.float32(0.1)
+    if code == 2:
+        return np.float32(1) if output > 0 else np.float32(0)
+    if code == 3:
+        return (np.float32(1) - output) * output
+    return np.float32(1)
+
+
+@_loop()
+def _statistics_loop(x, inv_count, inv_count1, exact, mean, variance, start, stop):
+    """mean_cpu and variance_cpu for channels [start, stop) of x (batch, channels, n):
+    each channel's float running sum over batch then space, eight channels at a time so
+    that eight independent sums are in flight (one alone waits on each add's latency)."""
+    batch, _, n = x.shape
+    c = start
+    while c + 8 <= stop:
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0)
+        for b in range(batch):
+            r0, r1, r2, r3 = x[b, c], x[b, c + 1], x[b, c + 2], x[b, c + 3]
+            r4, r5, r6, r7 = x[b, c + 4], x[b, c + 5], x[b, c + 6], x[b, c + 7]
+            for i in range(n):
+                s0 += r0[i]
+                s1 += r1[i]
+                s2 += r2[i]
+                s3 += r3[i]
+                s4 += r4[i]
+                s5 += r5[i]
+                s6 += r6[i]
+                s7 += r7[i]
+        m0, m1, m2, m3 = s0 * inv_count, s1 * inv_count, s2 * inv_count, s3 * inv_count
+        m4, m5, m6, m7 = s4 * inv_count, s5 * inv_count, s6 * inv_count, s7 * inv_count
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0)
+        for b in range(batch):
+            r0, r1, r2, r3 = x[b, c], x[b, c + 1], x[b, c + 2], x[b, c + 3]
+            r4, r5, r6, r7 = x[b, c + 4], x[b, c + 5], x[b, c + 6], x[b, c + 7]
+            for i in range(n):
+                s0 = _square_added(s0, r0[i] - m0, exact)
+                s1 = _square_added(s1, r1[i] - m1, exact)
+                s2 = _square_added(s2, r2[i] - m2, exact)
+                s3 = _square_added(s3, r3[i] - m3, exact)
+                s4 = _square_added(s4, r4[i] - m4, exact)
+                s5 = _square_added(s5, r5[i] - m5, exact)
+                s6 = _square_added(s6, r6[i] - m6, exact)
+                s7 = _square_added(s7, r7[i] - m7, exact)
+        mean[c], mean[c + 1], mean[c + 2], mean[c + 3] = m0, m1, m2, m3
+        mean[c + 4], mean[c + 5], mean[c + 6], mean[c + 7] = m4, m5, m6, m7
+        variance[c], variance[c + 1] = s0 * inv_count1, s1 * inv_count1
+        variance[c + 2], variance[c + 3] = s2 * inv_count1, s3 * inv_count1
+        variance[c + 4], variance[c + 5] = s4 * inv_count1, s5 * inv_count1
+        variance[c + 6], variance[c + 7] = s6 * inv_count1, s7 * inv_count1
+        c += 8
+    while c < stop:   # the last channels one at a time
+        total = np.float32(0)
+        for b in range(batch):
+            row = x[b, c]
+            for i in range(n):
+                total += row[i]
+        m = total * inv_count
+        total = np.float32(0)
+        for b in range(batch):
+            row = x[b, c]
+            for i in range(n):
+                total = _square_added(total, row[i] - m, exact)
+        mean[c] = m
+        variance[c] = total * inv_count1
+        c += 1
+
+
+@_loop()
+def _normalize_loop(x, mean, denominator, scales, biases, code, out, start, stop):
+    """normalize_cpu, scale_bias, add_bias and activate for channels [start, stop)."""
+    batch, _, n = x.shape
+    for c in range(start, stop):
+        m, d, s, b_ = mean[c], denominator[c], scales[c], biases[c]
+        for b in range(batch):
+            source, target = x[b, c], out[b, c]
+            for i in range(n):
+                value = np.float32(np.float64(source[i] - m) / d) * s + b_
+                target[i] = _activated(value, code)
+
+
+@_loop()
+def _batchnorm_backward_exact_loop(delta, output, x, mean, scales, denominator, root,
+                                   mean_factor, variance_factor, code, bias_updates,
+                                   scale_updates, start, stop):
+    """batchnorm_train_backward(exact=True) for channels [start, stop): gradient_array,
+    then backward_bias (a float sum per image, added image by image), backward_scale_cpu,
+    mean_delta_cpu and variance_delta_cpu (float running sums over batch then space; four
+    independent sums in one pass), then normalize_delta_cpu."""
+    batch, _, n = x.shape
+    for c in range(start, stop):
+        m, s = mean[c], scales[c]
+        bias_total = scale_total = mean_total = variance_total = np.float32(0)
+        for b in range(batch):
+            d_row, y_row, x_row = delta[b, c], output[b, c], x[b, c]
+            image_total = np.float32(0)
+            for i in range(n):
+                d = d_row[i] * _gradient_factor(y_row[i], code)
+                d_row[i] = d
+                image_total += d
+                centred = x_row[i] - m
+                scale_total += d * np.float32(np.float64(centred) / denominator[c])
+                scaled = d * s
+                mean_total += scaled
+                variance_total += scaled * centred
+            bias_total += image_total
+        bias_updates[c] += bias_total
+        scale_updates[c] += scale_total
+        mean_delta = np.float32(np.float64(mean_total) * mean_factor[c])
+        variance_delta = np.float32(np.float64(variance_total) * variance_factor[c])
+        mean_term = np.float64(mean_delta / np.float32(batch * n))
+        twice_variance_delta = np.float64(variance_delta) * 2.0
+        for b in range(batch):
+            d_row, x_row = delta[b, c], x[b, c]
+            for i in range(n):
+                d_row[i] = np.float32(np.float64(d_row[i] * s) / root[c]
+                                      + twice_variance_delta * np.float64(x_row[i] - m)
+                                      / (batch * n) + mean_term)
+
+
+@_loop(fastmath=_ACCURATE_FASTMATH)
+def _batchnorm_backward_loop(delta, output, x, mean, scales, denominator, root, mean_factor,
+                             variance_factor, code, bias_updates, scale_updates, start, stop):
+    """batchnorm_train_backward's default mode for channels [start, stop): the same
+    quantities with double accumulators (sum of deltas; sum of delta * (x - mean), from
+    which the scale gradient and the variance delta follow) and the normalised delta in
+    double."""
+    batch, _, n = x.shape
+    count = batch * n
+    for c in range(start, stop):
+        m, s = np.float64(mean[c]), np.float64(scales[c])
+        total = 0.0
+        centred_total = 0.0
+        for b in range(batch):
+            d_row, y_row, x_row = delta[b, c], output[b, c], x[b, c]
+            for i in range(n):
+                d = d_row[i] * _gradient_factor(y_row[i], code)
+                d_row[i] = d
+                total += d
+                centred_total += np.float64(d) * (np.float64(x_row[i]) - m)
+        bias_updates[c] += np.float32(total)
+        scale_updates[c] += np.float32(centred_total / denominator[c])
+        delta_factor = s / root[c]
+        centred_factor = 2.0 * s * centred_total * variance_factor[c] / count
+        offset = s * total * mean_factor[c] / count
+        for b in range(batch):
+            d_row, x_row = delta[b, c], x[b, c]
+            for i in range(n):
+                d_row[i] = np.float32(np.float64(d_row[i]) * delta_factor + offset
+                                      + (np.float64(x_row[i]) - m) * centred_factor)
+
+
+@_loop()
+def _col2im_loop(cols, image, size, stride, pad, out_h, out_w, start, stop):
+    """col2im_cpu for image planes [start, stop) of the (batch * channels) planes: each
+    kernel offset's row of columns added onto the plane, in (ky, kx) order."""
+    _, channels, height, width = image.shape
+    for plane in range(start, stop):
+        b = plane // channels
+        c = plane - b * channels
+        target = image[b, c]
+        for ky in range(size):
+            # output rows/columns whose input position lies inside the image
+            row_lo = max(0, (pad - ky + stride - 1) // stride)
+            row_hi = min(out_h, max(0, (height + pad - ky + stride - 1) // stride))
+            for kx in range(size):
+                col_lo = max(0, (pad - kx + stride - 1) // stride)
+                col_hi = min(out_w, max(0, (width + pad - kx + stride - 1) // stride))
+                source = cols[b, (c * size + ky) * size + kx]
+                for oh in range(row_lo, row_hi):
+                    line = target[oh * stride + ky - pad]
+                    base = oh * out_w
+                    offset = kx - pad
+                    for ow in range(col_lo, col_hi):
+                        line[ow * stride + offset] += source[base + ow]
+
+
+@_loop()
+def _maxpool_backward_loop(delta, indexes, target, start, stop):
+    """backward_maxpool_layer for planes [start, stop): target[index] += delta in order."""
+    for plane in range(start, stop):
+        d_row, i_row = delta[plane], indexes[plane]
+        for j in range(d_row.shape[0]):
+            index = i_row[j]
+            if index >= 0:
+                target[index] += d_row[j]
