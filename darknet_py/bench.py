@@ -244,6 +244,10 @@ def report(result, out):
         print(f"training vs {name} (timed alternately): {name} {other['seconds'] * 1e3:.2f} "
               f"ms, darknet_py {other['ours_seconds'] * 1e3:.2f} ms per step; darknet_py/"
               f"{name} = {other['ours_seconds'] / other['seconds']:.2f}", file=out)
+        if "peak_mb" in other:
+            print(f"peak memory during a step (RSS): {name} {other['peak_mb']:.0f} MB, "
+                  f"darknet_py {other['ours_peak_mb']:.0f} MB (both include the "
+                  f"{other['baseline_mb']:.0f} MB the process held before)", file=out)
 
 
 def main_json(result, path):
