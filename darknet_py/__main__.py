@@ -71,6 +71,29 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as err:
+        # a file-system failure that no command turned into its own message: still one
+        # line naming the path and the reason, never a traceback
+        print(f"darknet_py: {os_error_line(err)}", file=sys.stderr)
+        return 1
+    except MemoryError as err:
+        print(f"darknet_py: out of memory{': ' + str(err) if str(err) else ''} (a smaller "
+              "batch, width or height needs less)", file=sys.stderr)
+        return 1
+
+
+def os_error_line(err):
+    """`<path>: <reason>` of an OSError; a file standing where a folder is needed is said
+    as such (os.makedirs reports it as "File exists")."""
+    import os
+    path, reason = err.filename, err.strerror or str(err)
+    if isinstance(err, FileExistsError) and path is not None and os.path.exists(path) \
+            and not os.path.isdir(path):
+        reason = "a file is in the way where a folder is needed"
+    if path is None:
+        return reason
+    where = f"{path} -> {err.filename2}" if err.filename2 is not None else f"{path}"
+    return f"{where}: {reason}"
 
 
 if __name__ == "__main__":

@@ -51,9 +51,10 @@ def box_iou(box, others):
         right = np.minimum(c1 + s1 / half, c2 + s2 / half)
         return right - left
 
-    w = overlap(box[0], box[2], others[:, 0], others[:, 2])
-    h = overlap(box[1], box[3], others[:, 1], others[:, 3])
-    inter = np.where((w < 0) | (h < 0), F32(0), w * h)
-    union = box[2] * box[3] + others[:, 2] * others[:, 3] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # huge boxes (labels of 1e30) overflow to inf as in C; the caller judges the result
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        w = overlap(box[0], box[2], others[:, 0], others[:, 2])
+        h = overlap(box[1], box[3], others[:, 1], others[:, 3])
+        inter = np.where((w < 0) | (h < 0), F32(0), w * h)
+        union = box[2] * box[3] + others[:, 2] * others[:, 3] - inter
         return inter / union

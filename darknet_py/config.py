@@ -99,6 +99,9 @@ def section_from_options(kind, options, path="<options>"):
     return section
 
 
+INT_MIN, INT_MAX = -2 ** 31, 2 ** 31 - 1
+
+
 def _parse_number(section, option, kind):
     """atoi/atof as darknet uses them, but a value that is not a number is an error."""
     text = option.value
@@ -112,6 +115,9 @@ def _parse_number(section, option, kind):
         if value != value or value in (float("inf"), float("-inf")):
             raise CfgError(f"{section.where(option)} option '{option.key}': expected an integer, "
                            f"found '{text}'")
+        if not INT_MIN <= value <= INT_MAX:   # darknet's atoi into a C int
+            raise CfgError(f"{section.where(option)} option '{option.key}': {text} is beyond "
+                           f"a 32-bit integer (darknet reads it into a C int)")
         return int(value)  # atoi("1.5") is 1: truncation toward zero, as int() does
     return value
 
@@ -189,14 +195,44 @@ def report_unused(sections, strict=False, stream=None):
     return problems
 
 
+class DataOptions(dict):
+    """A .data file's options: a dict of strings (as darknet's option list) that remembers
+    each key's line, so that a value that is not a number names the file and line."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.lines = {}
+
+    def where(self, key):
+        line = self.lines.get(key)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def integer(self, key, default=None, minimum=None):
+        """The value of `key` as an int (default when absent); not an integer, or below
+        `minimum`: a CfgError naming the file and line."""
+        if key not in self:
+            return default
+        value = self[key]
+        try:
+            number = int(value)
+        except ValueError:
+            raise CfgError(f"{self.where(key)}: {key} = {value}: expected an integer") \
+                from None
+        if minimum is not None and number < minimum:
+            raise CfgError(f"{self.where(key)}: {key} = {value}: expected at least {minimum}")
+        return number
+
+
 def read_data_cfg(path):
-    """A .data file (`key = value` lines) as a dict, read as darknet's read_data_cfg does."""
+    """A .data file (`key = value` lines) as a DataOptions dict, read as darknet's
+    read_data_cfg does: of two lines with one key, the first counts (option_find)."""
     try:
         with open(path, "r", encoding="utf-8-sig", errors="replace") as handle:
             lines = handle.read().splitlines()
     except OSError as err:
         raise CfgError(f"{path}: cannot open data file: {err.strerror}") from None
-    options = {}
+    options = DataOptions(path)
     for line_no, raw_line in enumerate(lines, start=1):
         line = "".join(raw_line.split())
         if not line or line[0] in "#;":
@@ -205,7 +241,14 @@ def read_data_cfg(path):
             raise CfgError(f"{path}:{line_no}: cannot parse line '{raw_line.strip()}' "
                            "(expected key=value)")
         key, value = line.split("=", 1)
+        if key in options:   # option_find walks the list from its front: the first wins
+            if value != options[key]:
+                log.warn(f"{path}:{line_no}: {key} = {value} ignored: line "
+                         f"{options.lines[key]} already set {key} = {options[key]} (darknet "
+                         "uses the first)")
+            continue
         options[key] = value
+        options.lines[key] = line_no
     return options
 
 
@@ -213,9 +256,14 @@ def read_list(path, what="list"):
     """A list file (names, image paths), one entry per line, as darknet's get_paths."""
     try:
         with open(path, "r", encoding="utf-8-sig", errors="replace") as handle:
-            return [line.rstrip("\r\n") for line in handle]
+            lines = [line.rstrip("\r\n") for line in handle]
     except OSError as err:
         raise CfgError(f"{path}: cannot open {what}: {err.strerror}") from None
+    for line_no, line in enumerate(lines, start=1):
+        if "\0" in line:   # no path or name holds one; open() would refuse it later
+            raise CfgError(f"{path}:{line_no}: a NUL byte: the {what} is a binary file, not "
+                           "one entry per line")
+    return lines
 
 
 def find_data_file(section, key):

@@ -75,15 +75,18 @@ def correct_region_boxes(xywh, im_w, im_h, net_w, net_h, relative=True):
     else:
         new_w, new_h = (im_w * net_h) // im_h, net_h
     out = xywh.copy()
-    out[:, 0] = ((xywh[:, 0].astype(F64) - (net_w - new_w) / 2.0 / net_w)
-                 / F64(F32(new_w) / F32(net_w))).astype(F32)
-    out[:, 1] = ((xywh[:, 1].astype(F64) - (net_h - new_h) / 2.0 / net_h)
-                 / F64(F32(new_h) / F32(net_h))).astype(F32)
-    out[:, 2] = xywh[:, 2] * (F32(net_w) / F32(new_w))
-    out[:, 3] = xywh[:, 3] * (F32(net_h) / F32(new_h))
-    if not relative:
-        out[:, [0, 2]] *= F32(im_w)
-        out[:, [1, 3]] *= F32(im_h)
+    # a 1000x1 image letterboxes to 0 rows here (integer division, as darknet): its boxes
+    # come out inf/NaN and network_boxes drops them (drop_non_finite) with a warning
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out[:, 0] = ((xywh[:, 0].astype(F64) - (net_w - new_w) / 2.0 / net_w)
+                     / F64(F32(new_w) / F32(net_w))).astype(F32)
+        out[:, 1] = ((xywh[:, 1].astype(F64) - (net_h - new_h) / 2.0 / net_h)
+                     / F64(F32(new_h) / F32(net_h))).astype(F32)
+        out[:, 2] = xywh[:, 2] * (F32(net_w) / F32(new_w))
+        out[:, 3] = xywh[:, 3] * (F32(net_h) / F32(new_h))
+        if not relative:
+            out[:, [0, 2]] *= F32(im_w)
+            out[:, [1, 3]] *= F32(im_h)
     return out
 
 

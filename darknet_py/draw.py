@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from darknet_py.errors import ImageError
+from darknet_py.errors import ImageError, WriteError
+from darknet_py.fileio import atomic_write_with
 
 f32 = np.float32
 
@@ -27,13 +28,16 @@ def save_image(im: np.ndarray, path) -> None:
     # darknet writes (unsigned char)(255*v); clipping first keeps out-of-range values sane.
     pixels = (np.clip(np.asarray(im, f32), 0, 1) * f32(255)).astype(np.uint8)
     pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
-    try:
+    picture = Image.fromarray(pixels)
+    try:   # atomically: a full disk never leaves half an image in place of the old one
         if suffix == ".png":
-            Image.fromarray(pixels).save(path, format="PNG")
+            atomic_write_with(path, lambda handle: picture.save(handle, format="PNG"))
         else:
-            Image.fromarray(pixels).save(path, format="JPEG", quality=80)
-    except OSError as exc:
-        raise ImageError(f"cannot save image {path}: {exc.strerror or exc}") from None
+            atomic_write_with(path, lambda handle: picture.save(handle, format="JPEG",
+                                                                quality=80))
+    except (WriteError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ImageError(f"cannot save image {path}: {reason}") from None
 
 
 _COLORS = [[1, 0, 1], [0, 0, 1], [0, 1, 1], [0, 1, 0], [1, 1, 0], [1, 0, 0]]

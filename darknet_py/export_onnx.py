@@ -52,9 +52,10 @@ def _host(array):
 def batchnorm_fold(layer):
     """(factor, shift) per output channel, numpy_ops.batchnorm_fold's arithmetic in float64
     (not yet rounded: the caller folds the factor into the weights first)."""
-    factor = _host(layer.scales).astype(F64) / (np.sqrt(_host(layer.rolling_variance)
-                                                        .astype(F64)) + BN_EPSILON)
-    shift = _host(layer.biases).astype(F64) - _host(layer.rolling_mean).astype(F64) * factor
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        factor = _host(layer.scales).astype(F64) / (np.sqrt(_host(layer.rolling_variance)
+                                                            .astype(F64)) + BN_EPSILON)
+        shift = _host(layer.biases).astype(F64) - _host(layer.rolling_mean).astype(F64) * factor
     return factor, shift
 
 
@@ -162,14 +163,29 @@ class _Exporter:
     def input_of(self, layer):
         return self.tensors[layer.index - 1] if layer.index else INPUT
 
+    def finite(self, layer, arrays, folded):
+        """Refuse to write NaN or inf into the graph: a model that computes garbage (NaN
+        weights, or finite ones whose batch-norm fold overflows float32)."""
+        for name, array in arrays.items():
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if bad:
+                why = " after folding batch norm into them" if folded else ""
+                raise DarknetError(f"{self.net.path}: layer {layer.index} [{layer.type}] "
+                                   f"{name}: {bad} of {array.size} values are NaN or infinite"
+                                   f"{why}; nothing exported")
+        return arrays.values()
+
     def folded(self, layer, weights):
         """Weights and bias with batch norm folded in (float64, then float32)."""
         biases = _host(layer.biases)
+        self.finite(layer, {"weights": weights, "biases": biases}, False)
         if not layer.batch_normalize:
             return weights, biases
         factor, shift = batchnorm_fold(layer)
         scale = factor.reshape((-1,) + (1,) * (weights.ndim - 1))
-        return (weights.astype(F64) * scale).astype(F32), shift.astype(F32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            folded = (weights.astype(F64) * scale).astype(F32), shift.astype(F32)
+        return self.finite(layer, dict(zip(("weights", "biases"), folded)), True)
 
     def convolutional(self, layer, x, hint):
         if layer.size == 1 and (layer.stride != 1 or layer.padding != 0):
@@ -196,7 +212,10 @@ class _Exporter:
         return g.node("Reshape", [out, g.ints([0, layer.n_outputs, 1, 1])], hint)
 
     def batchnorm(self, layer, x, hint):
-        factor, shift = batchnorm_fold(layer)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            factor, shift = batchnorm_fold(layer)
+            factor, shift = self.finite(layer, {"scales": factor.astype(F32),
+                                                "biases": shift.astype(F32)}, True)
         g, shape = self.g, (1, layer.c, 1, 1)
         scaled = g.node("Mul", [x, g.constant(f"{hint}.factor",
                                               factor.astype(F32).reshape(shape))], hint)

@@ -7,6 +7,7 @@ process is gone. The result gets the user's umask (mkstemp alone would give 0600
 that fails (disk full, read-only, no permission, a folder in the way) raises a
 DarknetError naming the path and the reason; the previous file stays as it was.
 """
+import io
 import os
 import tempfile
 
@@ -88,8 +89,19 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_with(path, write):
+    """Atomically write what write(handle) puts into a binary file object (np.save,
+    Image.save(handle, format=...), a chart): built in memory, then atomic_write_bytes, so
+    a full disk or a killed process never leaves a truncated file in place of the old one."""
+    buffer = io.BytesIO()
+    write(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def checked_write(path, write):
-    """Run write(path) (np.save, Image.save ...) turning an OSError into a one-line error."""
+    """Run write(path) (np.save, Image.save ...) turning an OSError into a one-line error.
+    Not atomic: a failure can leave a partial file; prefer atomic_write_with."""
     try:
         return write(path)
     except OSError as err:

@@ -42,6 +42,9 @@ def load_image(path, channels: int = 3, exact: bool = True) -> np.ndarray:
         raise ImageError(f"cannot load image {path}: no such file") from None
     except OSError as exc:
         raise ImageError(f"cannot load image {path}: {exc.strerror or exc}") from None
+    except ValueError:   # a NUL byte in the path (a binary list file, a pasted name)
+        raise ImageError(f"cannot load image {str(path)!r}: the path holds a NUL byte") \
+            from None
     if not data:
         raise ImageError(f"cannot load image {path}: the file is empty")
     try:

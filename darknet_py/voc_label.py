@@ -21,6 +21,7 @@ that disagrees with the image (the image's own size is used, read with Pillow), 
 extension does not match its content (linked under the right extension when out is not the
 root), images or annotations listed but missing (skipped), unknown class names (skipped).
 """
+import errno
 import os
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ from PIL import Image
 
 from . import log
 from .data.labels import IMAGE_EXTENSIONS, difficult_label_path, label_path, read_voc_xml
-from .errors import DarknetError
+from .errors import DarknetError, WriteError
 from .fileio import atomic_write_text
 
 # The extensions that truthfully name each format Pillow detects (first one used for links).
@@ -145,10 +146,16 @@ def _image_lines(image_id, annotation, width, height, class_ids, unknown, report
     return lines, hard
 
 
+def _makedirs(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise WriteError(f"{folder}: cannot create the folder: {err.strerror}") from None
+
+
 def _write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    _makedirs(os.path.dirname(path))
+    atomic_write_text(path, text)
 
 
 def _place_image(source, out, image_id, true_format, in_place):
@@ -159,14 +166,20 @@ def _place_image(source, out, image_id, true_format, in_place):
     if true_format in FORMAT_EXTENSIONS and ext.lower() not in FORMAT_EXTENSIONS[true_format]:
         ext = FORMAT_EXTENSIONS[true_format][0]
     link = os.path.join(os.path.abspath(out), "JPEGImages", image_id + ext)
-    os.makedirs(os.path.dirname(link), exist_ok=True)
-    if os.path.lexists(link):
-        os.unlink(link)
+    _makedirs(os.path.dirname(link))
     try:
-        os.symlink(os.path.abspath(source), link)
-    except OSError:   # no symlinks on this file system: copy instead
-        import shutil
-        shutil.copyfile(source, link)
+        if os.path.lexists(link):
+            os.unlink(link)
+        try:
+            os.symlink(os.path.abspath(source), link)
+        except OSError as err:   # no symlinks on this file system: copy instead
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                             errno.EDQUOT, errno.EISDIR, errno.ENOTDIR):
+                raise
+            import shutil
+            shutil.copyfile(source, link)
+    except OSError as err:
+        raise WriteError(f"{link}: cannot write: {err.strerror}") from None
     return link
 
 
@@ -210,8 +223,8 @@ def voc_label(root, out=None, sets=("train", "val", "test"), names=None, warn=No
     try:
         os.makedirs(os.path.join(out, "labels"), exist_ok=True)
     except OSError as err:
-        raise DarknetError(f"{out}: cannot write labels there ({err.strerror}); give another "
-                           "folder with -out") from None
+        raise WriteError(f"{out}: cannot write labels there ({err.strerror}); give another "
+                         "folder with -out") from None
 
     ids_by_set = _set_ids(root, sets, annotations, warning)
     if split is not None:
@@ -251,7 +264,11 @@ def voc_label(root, out=None, sets=("train", "val", "test"), names=None, warn=No
         if hard:
             _write(side, "".join(hard))
         elif os.path.exists(side):
-            os.unlink(side)   # stale from an earlier conversion
+            try:
+                os.unlink(side)   # stale from an earlier conversion
+            except OSError as err:
+                raise WriteError(f"{side}: cannot remove a stale difficult-box file: "
+                                 f"{err.strerror}") from None
         report.boxes += len(lines)
         report.difficult += len(hard)
     for name, count in sorted(unknown.items()):

@@ -35,14 +35,14 @@ def test_divergence_keeps_the_good_backup(dataset):  # noqa: F811
     cfg.write_text(CFG.replace("max_batches=8", "max_batches=100").replace(
         "learning_rate=0.01", "learning_rate=0.001"))
     final = train_detector(str(dataset / "t.data"), str(cfg), seed=1, workers=0,
-                           out=open(os.devnull, "w"))
+                           out=io.StringIO())
     backup = dataset / "backup" / "t.backup"
     good = backup.read_bytes()
     cfg.write_text(CFG.replace("max_batches=8", "max_batches=200").replace(
         "learning_rate=0.01", "learning_rate=1e30").replace("burn_in=3", "burn_in=0"))
     with pytest.raises(DarknetError) as err:
         train_detector(str(dataset / "t.data"), str(cfg), final, seed=1, workers=0,
-                       out=open(os.devnull, "w"))
+                       out=io.StringIO())
     message = str(err.value)
     assert "training diverged at batch 10" in message and "layer " in message
     assert "NaN or infinite" in message and "no checkpoint was written in this run" in message
@@ -55,7 +55,7 @@ def test_infinite_momentum_never_writes_nan_weights(dataset):  # noqa: F811
                                                                       "max_batches=3"))
     with pytest.raises(DarknetError, match="training diverged"):
         train_detector(str(dataset / "t.data"), str(cfg), seed=1, workers=0,
-                       out=open(os.devnull, "w"))
+                       out=io.StringIO())
     assert not (dataset / "backup" / "t_final.weights").exists()
 
 
@@ -239,21 +239,21 @@ def test_data_file_problems_are_named(dataset):  # noqa: F811
     text = data.read_text()
     data.write_text(text.replace("classes=1", "classes=3"))
     with pytest.raises(DarknetError, match="classes = 3, but .* has 1 classes"):
-        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=open(os.devnull, "w"))
+        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=io.StringIO())
     (dataset / "train.txt").write_text("  \n\n")
     data.write_text(text)
     with pytest.raises(DarknetError, match="the list is empty"):
-        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=open(os.devnull, "w"))
+        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=io.StringIO())
     data.write_text("\n".join(line for line in text.splitlines()
                               if not line.startswith("train")))
     with pytest.raises(DarknetError, match="no 'train =' line"):
-        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=open(os.devnull, "w"))
+        train_detector(str(data), str(dataset / "t.cfg"), workers=0, out=io.StringIO())
 
 
 def test_outside_and_empty_boxes_are_warned(dataset, capsys):  # noqa: F811
     (dataset / "labels" / "1.txt").write_text("0 1.2 0.5 0.2 0.2\n0 0.5 0.5 0 0.2\n")
     train_detector(str(dataset / "t.data"), str(dataset / "t.cfg"), workers=0, max_batches=1,
-                   out=open(os.devnull, "w"))
+                   out=io.StringIO())
     err = capsys.readouterr().err
     assert "1 boxes reaching outside the image (clipped to it):" in err and "1.txt:1" in err
     assert "1 boxes narrower or lower than .001" in err and "1.txt:2" in err

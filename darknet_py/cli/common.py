@@ -184,7 +184,7 @@ def train_parser(group, description):
     parser.add_argument("-seed", type=int, default=None, help="make the run reproducible")
     parser.add_argument("-workers", type=int, default=2, help="loader processes (default 2)")
     parser.add_argument("-max_batches", type=int, default=None,
-                        help="stop after N iterations (overrides the cfg)")
+                        help="stop after N iterations, N >= 1 (overrides the cfg)")
     watching = parser.add_argument_group("watching the run (docs/TRAINING.md)")
     watching.add_argument("-log", default=None, metavar="FILE",
                           help="append darknet's lines to FILE as well (they still go to "
@@ -214,6 +214,10 @@ def run_training(args, train_function):
         print(f"darknet_py: no .data file given: using {args.data}", file=sys.stderr)
     elif args.cfg is None:
         raise DarknetError(f"{args.data}: give the network's .cfg after the .data file")
+    if args.max_batches is not None and args.max_batches < 1:
+        raise DarknetError(f"-max_batches {args.max_batches}: expected at least 1 iteration "
+                           "(for a run without end, as darknet's max_batches=0, set it in "
+                           "the cfg)")
     try:
         train_function(args.data, args.cfg, args.weights, args.clear, args.seed, args.workers,
                        device_from(args), args.max_batches, log_path=args.log,

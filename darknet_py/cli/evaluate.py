@@ -15,12 +15,12 @@ import numpy as np
 from .. import detection
 from ..config import read_cfg, read_data_cfg, read_list
 from ..data.labels import image_id, label_path, read_image_labels, read_label_file
-from ..errors import DarknetError
+from ..errors import DarknetError, WriteError
 from ..evaluation import anchors as dimension_clusters
 from ..evaluation.ap import ScoredBox, TruthBox, evaluate, read_detection_file
 from ..evaluation.writers import (COCO_IDS, coco_lines, comp4_records, format_detection_line,
                                   imagenet_lines)
-from ..fileio import atomic_write_text, checked_write
+from ..fileio import atomic_write_text, atomic_write_with
 from ..image import letterbox_image, load_image, resize_image
 from ..plot import line_chart
 from . import PROG, add_device, device_from, make_parser, parse, short_usage
@@ -118,7 +118,11 @@ def validate_detector(data, cfg, weights, outfile=None, device="cpu", exact=Fals
     if kind == "voc" and len(names) < classes:
         raise DarknetError(f"{data}: names = {options.get('names')} lists {len(names)} names, "
                            f"the network has {classes} classes")
-    os.makedirs(results, exist_ok=True)
+    try:
+        os.makedirs(results, exist_ok=True)
+    except OSError as err:
+        raise WriteError(f"{results}: cannot create the results folder: "
+                         f"{err.strerror or err}") from None
     per_class = [[] for _ in range(classes)]
     lines = []
     start = time.time()
@@ -572,7 +576,7 @@ def run_calc_anchors(args):
                 print(f"cfg {os.path.basename(cfg)}: {cfg_point[0]} anchors, "
                       f"{100 * cfg_point[1]:.2f} %")
         if png:
-            checked_write(png, lambda path: plot_table(rows, cfg_point, path))
+            atomic_write_with(png, lambda handle: plot_table(rows, cfg_point, handle))
             print(f"plot written to {png}")
     atomic_write_text(args.out, anchors_file_text(clusters.anchors))
     print(f"anchors written to {args.out}")

@@ -1,5 +1,6 @@
 """`export <cfg> <weights|none> <out.onnx> [-batch N] [-region] [-opset 13] [-seed N]`:
 the network as an ONNX graph (darknet_py.export_onnx)."""
+from ..errors import DarknetError
 from . import make_parser, parse
 
 USAGE = ("python -m darknet_py export <cfg> <weights|none> <out.onnx> [-batch N] [-region] "
@@ -30,7 +31,7 @@ def main(argv):
     cfg, weights, out, batch = args.cfg, args.weights, args.out, args.batch
     opset, seed, region = args.opset, args.seed, args.region
     if batch < 1:
-        raise SystemExit(f"-batch: expected a positive batch size, found {batch}")
+        raise DarknetError(f"export: -batch {batch}: expected a positive batch size")
     # the CPU: the parameters are only read, and export needs them on the host
     net = load_network(cfg, None if weights == "none" else weights, batch=batch,
                        device="cpu", seed=seed)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from ..errors import DarknetError
-from ..fileio import checked_write
+from ..fileio import atomic_write_with
 from ..image import letterbox_image, load_image
 from ..network import load_network
 from ..network import partial
@@ -57,12 +57,13 @@ def forward_main(argv):
         os.makedirs(dump, exist_ok=True)
     except OSError as err:
         raise DarknetError(f"{dump}: cannot create the dump folder: {err.strerror}") from None
-    checked_write(os.path.join(dump, "input.npy"), lambda path: np.save(path, x))
+    # atomic: a full disk leaves the previous dump's files as they were, never truncated
+    atomic_write_with(os.path.join(dump, "input.npy"), lambda handle: np.save(handle, x))
     for layer in net.layers:
         output = net.ops.to_host(layer.output).astype(np.float32)
         output = output.reshape(output.shape[0], layer.out_c, layer.out_h, layer.out_w)
-        checked_write(os.path.join(dump, f"layer_{layer.index:03d}_{layer.type}.npy"),
-                      lambda path: np.save(path, output))
+        atomic_write_with(os.path.join(dump, f"layer_{layer.index:03d}_{layer.type}.npy"),
+                          lambda handle: np.save(handle, output))
     print(f"wrote {len(net.layers)} layer outputs to {dump}")
     return 0
 
@@ -72,14 +73,19 @@ def read_input_array(source, net):
     (a text file, a pickled object, the wrong shape)."""
     try:
         x = np.load(source, allow_pickle=False)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError) as err:
         raise DarknetError(f"{source}: not a NumPy array file ({err})") from None
+    if not isinstance(x, np.ndarray):   # np.load opens a .npz archive whatever its name
+        x.close()
+        raise DarknetError(f"{source}: a .npz archive of arrays "
+                           f"({', '.join(x.files) or 'empty'}), expected one .npy array")
     if x.dtype.kind not in "fiu":
         raise DarknetError(f"{source}: holds {x.dtype} values, expected numbers")
-    x = x.astype(np.float32)
+    with np.errstate(over="ignore"):   # beyond float32: inf, which the network then reports
+        x = x.astype(np.float32)
     if x.ndim == 3:
         x = x[None]
-    if x.ndim != 4:
+    if x.ndim != 4 or 0 in x.shape:
         raise DarknetError(f"{source}: an array of shape {x.shape}, expected (c, h, w) or "
                            f"(batch, c, h, w) = (1, {net.channels}, {net.height}, {net.width})")
     return x

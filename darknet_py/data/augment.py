@@ -86,6 +86,11 @@ def hsv_to_rgb(im):
 
 def distort_image(im, hue, saturation, exposure):
     """darknet's distort_image: scale S and V, shift H (wrapping), back to RGB, clamp."""
+    with np.errstate(invalid="ignore", over="ignore"):   # huge factors: clamped below
+        return _distort(im, hue, saturation, exposure)
+
+
+def _distort(im, hue, saturation, exposure):
     hsv = rgb_to_hsv(im)
     hsv[1] *= F32(saturation)
     hsv[2] *= F32(exposure)

@@ -7,6 +7,7 @@ and the image extension with `.txt`. Everything that reads ground truth (trainin
 in data.detection; map, recall, calc_anchors and voc_label) uses this module, so a dataset
 laid out for darknet training evaluates without extra configuration.
 """
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -105,6 +106,11 @@ def read_label_file(path, difficult=False):
                                f"found '{line.strip()}'") from None
         if cls < 0:
             raise DarknetError(f"{path}:{line_no}: negative class id {cls}")
+        if not all(math.isfinite(value) for value in box):
+            # inf widths or NaN centres would poison every number computed from them
+            # (anchors, AP, the loss): as the training check says it
+            raise DarknetError(f"{path}:{line_no}: a box with a NaN or infinite value: "
+                               f"{' '.join(fields[1:])}")
         classes.append(cls)
         boxes.append(box)
         numbers.append(line_no)
@@ -158,10 +164,14 @@ def _number(node, tag, path, default=None, kind=float):
             return default
         raise DarknetError(f"{path}: <{node.tag}> has no <{tag}>")
     try:
-        return kind(float(text.strip()))
+        value = float(text.strip())
     except ValueError:
         raise DarknetError(f"{path}: <{node.tag}><{tag}> expected a number, found "
                            f"'{text.strip()}'") from None
+    if not math.isfinite(value):   # a NaN corner would pass every comparison downstream
+        raise DarknetError(f"{path}: <{node.tag}><{tag}> expected a finite number, found "
+                           f"'{text.strip()}'")
+    return kind(value)
 
 
 def read_voc_xml(path):

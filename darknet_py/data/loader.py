@@ -4,8 +4,13 @@ thread does: while the network trains on batch k, workers decode and augment bat
 Every sample's random numbers come from (seed, batch number, position), so a run with a
 seed is reproducible whatever the number of workers.
 """
+import os
 import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -16,17 +21,43 @@ from .detection import load_detection_sample
 
 # How long close() waits for a worker to end before it is killed.
 WORKER_EXIT_SECONDS = 2.0
+PR_SET_PDEATHSIG = 1   # linux/prctl.h
 
 
 class LoaderError(DarknetError):
     """A loader worker died (killed, out of memory): the batch cannot be made."""
 
 
-def _ignore_interrupts():
-    """Workers leave Ctrl-C and SIGTERM to the trainer, which saves and closes them (no
-    traceback from each worker)."""
+def _worker_setup(trainer_pid, from_main_thread):
+    """Each worker's start: Ctrl-C and SIGTERM are left to the trainer, which saves and
+    closes the workers (no traceback from each of them), and a worker never outlives its
+    trainer: killed with -9, the trainer cannot close them, so the kernel does
+    (PR_SET_PDEATHSIG, which fires when the creating thread ends: used only for workers
+    of the main thread), else a thread watching the parent does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not (from_main_thread and _die_with_parent()):
+        threading.Thread(target=_watch_parent, args=(trainer_pid,), daemon=True).start()
+    if os.getppid() != trainer_pid:   # the trainer died before the line above
+        os._exit(1)
+
+
+def _die_with_parent():
+    """Linux: SIGKILL this process when its parent dies. False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(trainer_pid, every=0.5):
+    while os.getppid() == trainer_pid:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _detection_job(job):
@@ -40,20 +71,62 @@ def _classification_job(job):
                                       **params)
 
 
+@contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM that arrive inside the block are acted on when it ends. Around a
+    fork: CPython runs logging's at-fork hook in the parent after each fork, and a
+    KeyboardInterrupt raised there is "ignored" (printed and lost), so a Ctrl-C while the
+    workers start would leave the run going."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = {number: signal.signal(number, lambda signum, frame: pending.append(signum))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler in (signal.SIG_DFL, None):
+                os.kill(os.getpid(), pending[0])   # the default action, now
+
+
+# the cfg's augmentation settings: a NaN or inf here makes every image NaN
+AUGMENTATION_KEYS = ("jitter", "hue", "saturation", "exposure", "angle", "aspect")
+
+
+def check_augmentation(params):
+    """Refuse non-finite augmentation settings before any worker starts (the cfg parser
+    checks jitter; the [net] ones would otherwise turn each image into NaN, which the
+    trainer reports as a diverged first step)."""
+    for key in AUGMENTATION_KEYS:
+        value = params.get(key)
+        if value is not None and not np.isfinite(value):
+            raise DarknetError(f"the cfg's {key}={value}: augmentation needs a finite "
+                               "number (every image would be NaN)")
+
+
 class BatchLoader:
     """next_batch(width, height) -> (X (n, 3, h, w) float32, truth (n, ...) float32)."""
 
     def __init__(self, kind, paths, images_per_batch, params, seed=None, workers=2):
         if not paths:
             raise ValueError("the training list is empty")
+        check_augmentation(params)
         self.job = {"detection": _detection_job, "classification": _classification_job}[kind]
         self.paths = list(paths)
         self.count = images_per_batch
         self.params = params
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
         self.batch_number = 0
-        self.pool = ProcessPoolExecutor(workers, initializer=_ignore_interrupts) \
-            if workers > 0 else None
+        main = threading.current_thread() is threading.main_thread()
+        self.pool = ProcessPoolExecutor(workers, initializer=_worker_setup,
+                                        initargs=(os.getpid(), main)) if workers > 0 else None
         self.pending = None
 
     def _jobs(self, batch_number, width, height):
@@ -68,7 +141,8 @@ class BatchLoader:
         self.batch_number += 1
         if self.pool is None:
             return (width, height), [self.job(job) for job in jobs]
-        return (width, height), [self.pool.submit(self.job, job) for job in jobs]
+        with _signals_held():   # the first submit forks the workers
+            return (width, height), [self.pool.submit(self.job, job) for job in jobs]
 
     @staticmethod
     def _collect(results):

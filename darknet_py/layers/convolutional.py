@@ -50,6 +50,14 @@ class ConvolutionalLayer(WeightedLayer):
         if self.out_h < 1 or self.out_w < 1:
             raise self.error(f"a {self.size}x{self.size}/{self.stride} convolution of a "
                              f"{self.w}x{self.h} input leaves no output")
+        if self.size == 1 and (self.out_h, self.out_w) != (self.h, self.w):
+            # darknet skips im2col for 1x1 kernels and reads the input as if it were
+            # out_h x out_w: with a stride or padding that is garbage (or past the buffer)
+            raise self.error(f"a 1x1 convolution with stride={self.stride} padding="
+                             f"{self.padding} changes the map size ({self.w}x{self.h} -> "
+                             f"{self.out_w}x{self.out_h}); darknet reads such a layer's "
+                             "input wrongly (it skips im2col for 1x1 kernels), so it is not "
+                             "supported")
 
     def resize(self, in_shape):
         self.c, self.h, self.w = in_shape
