@@ -1,6 +1,7 @@
 """Options that cannot work are one-line errors before anything runs: -max_batches below 1
-(a run that would never end), a 1x1 convolution that changes the map size (darknet skips
-im2col for 1x1 kernels and reads its input wrongly)."""
+(a run that would never end), a padded 1x1 convolution (darknet would read past its
+input); a strided 1x1 convolution runs as darknet reads it (no im2col) in every path."""
+import numpy as np
 import pytest
 
 from darknet_py.__main__ import main as cli_main
@@ -35,12 +36,28 @@ def test_max_batches_below_one(tmp_path, capsys, count):
     assert f"-max_batches {count}: expected at least 1 iteration" in err
 
 
-@pytest.mark.parametrize("stride, padding", [(2, 0), (1, 1)])
-def test_a_1x1_convolution_that_changes_the_map_size(tmp_path, stride, padding):
+def test_a_strided_1x1_convolution_reads_its_input_as_darknet(tmp_path):
+    """darknet skips im2col for every 1x1 kernel: its gemm reads the first c*out_h*out_w
+    floats of the input as a (c, out_h*out_w) matrix. Both inference paths do that."""
     cfg = tmp_path / "n.cfg"
-    cfg.write_text(NET.format(stride=stride, padding=padding))
-    with pytest.raises(CfgError, match=r"layer 0: a 1x1 convolution with stride=%d padding=%d "
-                                       r"changes the map size" % (stride, padding)):
+    cfg.write_text(NET.format(stride=2, padding=0))
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    fast_net, exact_net = load_network(str(cfg)), load_network(str(cfg), exact=True)
+    exact_net.layers[0].weights[...] = fast_net.layers[0].weights
+    exact_net.layers[0].biases[...] = fast_net.layers[0].biases
+    layer = fast_net.layers[0]
+    # by hand: B = the first 3*64 input floats as (3, 64); out = leaky(W B + b)
+    b = x.reshape(-1)[:3 * 64].reshape(3, 64).astype(np.float64)
+    ref = layer.weights.reshape(4, 3).astype(np.float64) @ b + layer.biases[:, None]
+    ref = np.where(ref > 0, ref, 0.1 * ref).reshape(1, 4, 8, 8)
+    for net in (fast_net, exact_net):
+        np.testing.assert_allclose(np.array(net.forward(x)), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_padded_1x1_convolution_is_refused(tmp_path):
+    cfg = tmp_path / "n.cfg"
+    cfg.write_text(NET.format(stride=1, padding=1))
+    with pytest.raises(CfgError, match="would read past its input"):
         load_network(str(cfg))
 
 

@@ -92,7 +92,9 @@ def test_bad_inputs_give_one_clear_line(make_input, message, tmp_path):
     assert message in result.stderr
 
 
-def test_unknown_command_and_option():
-    assert run("wibble").returncode == 2
-    result = run("detector", "test", "cfg/voc.data", "a.cfg", "b.weights", "-frobnicate")
+def test_unknown_command_and_option(tmp_path):
+    # from a folder of its own: the usage errors need none of ../shared
+    assert run("wibble", cwd=tmp_path).returncode == 2
+    result = run("detector", "test", "cfg/voc.data", "a.cfg", "b.weights", "-frobnicate",
+                 cwd=tmp_path)
     assert result.returncode == 1 and "unknown option -frobnicate" in result.stderr

@@ -14,6 +14,13 @@ def parse_activation(layer, section):
     return name
 
 
+def one_by_one_columns(x, channels, out_hw):
+    """darknet's B for a 1x1 kernel: the first channels*out_hw floats of each image read as
+    a (channels, out_hw) matrix (a view)."""
+    return x.reshape(x.shape[0], -1)[:, :channels * out_hw].reshape(x.shape[0], channels,
+                                                                    out_hw)
+
+
 class ConvolutionalLayer(WeightedLayer):
     type = "convolutional"
 
@@ -50,14 +57,10 @@ class ConvolutionalLayer(WeightedLayer):
         if self.out_h < 1 or self.out_w < 1:
             raise self.error(f"a {self.size}x{self.size}/{self.stride} convolution of a "
                              f"{self.w}x{self.h} input leaves no output")
-        if self.size == 1 and (self.out_h, self.out_w) != (self.h, self.w):
-            # darknet skips im2col for 1x1 kernels and reads the input as if it were
-            # out_h x out_w: with a stride or padding that is garbage (or past the buffer)
-            raise self.error(f"a 1x1 convolution with stride={self.stride} padding="
-                             f"{self.padding} changes the map size ({self.w}x{self.h} -> "
-                             f"{self.out_w}x{self.out_h}); darknet reads such a layer's "
-                             "input wrongly (it skips im2col for 1x1 kernels), so it is not "
-                             "supported")
+        if self.size == 1 and self.out_h * self.out_w > self.h * self.w:
+            raise self.error(f"a 1x1 convolution with padding={self.padding} makes a larger "
+                             f"map ({self.w}x{self.h} -> {self.out_w}x{self.out_h}); darknet "
+                             "skips im2col for 1x1 kernels and would read past its input")
 
     def resize(self, in_shape):
         self.c, self.h, self.w = in_shape
@@ -76,9 +79,11 @@ class ConvolutionalLayer(WeightedLayer):
 
     def _columns(self, x, ops):
         """The GEMM's right operand. Darknet skips im2col for every 1x1 kernel (whatever
-        the stride or padding), so that is the rule here too."""
+        the stride or padding), so that is the rule here too: its gemm reads the first
+        c * out_h*out_w floats of the image as a (c, out_h*out_w) matrix (the whole input
+        when the map size is kept; its top rows, in the wrong places, with a stride)."""
         if self.size == 1:
-            return x.reshape(x.shape[0], self.c, self.h * self.w)
+            return one_by_one_columns(x, self.c, self.out_h * self.out_w)
         return ops.im2col(x, self.size, self.stride, self.padding, self.out_h, self.out_w)
 
     def forward(self, x, step):
@@ -127,8 +132,9 @@ class ConvolutionalLayer(WeightedLayer):
                                             input_delta is not None, step.exact)
         if input_delta is None:
             return
-        if self.size == 1:
-            input_delta[...] = col_delta.reshape(input_delta.shape)
+        if self.size == 1:   # the same first c*out_h*out_w floats, overwritten
+            flat = input_delta.reshape(batch, -1)
+            flat[:, :self.c * hw] = col_delta.reshape(batch, -1)
         else:
             ops.col2im_add(col_delta.reshape(batch, -1, hw), input_delta, self.size,
                            self.stride, self.padding, self.out_h, self.out_w)

@@ -175,6 +175,10 @@ def _conv_strategy(x_shape, weights_shape, size, stride, pad, groups):
     tasks; grouped ones, and every shape without numba, the training path's im2col."""
     if not (FAST_CONV and groups == 1 and cpu_kernels.compiled()):
         return "im2col"
+    if size == 1 and (stride != 1 or pad != 0):
+        # darknet reads a 1x1 layer's input without im2col whatever its stride or padding
+        # (convolutional.py _columns); only the training path reproduces that reading
+        return "im2col"
     if size == 3 and stride == 1 and pad <= 2 and x_shape[2] + 2 * pad >= 3 \
             and x_shape[3] + 2 * pad >= 3:
         return "direct" if x_shape[1] == 3 else "winograd"
@@ -232,8 +236,9 @@ def _conv_columns(x, size, stride, pad, out_h, out_w):
     """The GEMM's right operand (B, C*size*size, columns): im2col's, or for every 1x1
     kernel (whatever the stride or padding) the input itself, as darknet skips im2col."""
     batch, channels, height, width = x.shape
-    if size == 1:
-        return x.reshape(batch, channels, height * width)
+    if size == 1:   # darknet's gemm reads the first channels*out_h*out_w floats
+        return x.reshape(batch, -1)[:, :channels * out_h * out_w].reshape(
+            batch, channels, out_h * out_w)
     return im2col(x, size, stride, pad, out_h, out_w)
 
 
