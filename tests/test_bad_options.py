@@ -65,3 +65,26 @@ def test_a_plain_1x1_convolution_still_loads(tmp_path):
     cfg = tmp_path / "n.cfg"
     cfg.write_text(NET.format(stride=1, padding=0))
     assert load_network(str(cfg)).layers[0].out_shape == (4, 16, 16)
+
+
+def test_forward_dump_names_the_first_non_finite_layer(tmp_path, capsys):
+    """Untrained batch norm divides by sqrt(0) + 1e-6 at every layer, so values overflow a
+    few layers in; the last maxpool turns NaN windows into -FLT_MAX, so the network's
+    output looks finite and only the dump shows it: the warning names the first layer that
+    went non-finite, which the dumped files themselves must confirm."""
+    from PIL import Image
+    conv = "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\npad=1\nactivation=leaky\n\n"
+    cfg = tmp_path / "deep.cfg"
+    cfg.write_text("[net]\nbatch=1\nwidth=16\nheight=16\nchannels=3\n\n" + conv * 9
+                   + "[maxpool]\nsize=2\nstride=2\n")
+    photo = tmp_path / "p.png"
+    Image.fromarray((np.arange(16 * 16 * 3) % 251).astype(np.uint8).reshape(16, 16, 3)).save(photo)
+    dump = tmp_path / "dump"
+    assert cli_main(["forward", str(cfg), "none", str(photo), "--dump", str(dump),
+                     "-nogpu"]) == 0
+    err = capsys.readouterr().err
+    files = sorted(dump.glob("layer_*.npy"))
+    first = next(i for i, f in enumerate(files) if not np.isfinite(np.load(f)).all())
+    assert np.isfinite(np.load(files[-1])).all()   # the output itself looks finite
+    assert f"layer {first} (convolutional) output holds" in err
+    assert err.count("NaN or infinite") == 1

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 
+from .. import log
 from ..errors import DarknetError
 from ..fileio import atomic_write_with
 from ..image import letterbox_image, load_image
@@ -59,9 +60,18 @@ def forward_main(argv):
         raise DarknetError(f"{dump}: cannot create the dump folder: {err.strerror}") from None
     # atomic: a full disk leaves the previous dump's files as they were, never truncated
     atomic_write_with(os.path.join(dump, "input.npy"), lambda handle: np.save(handle, x))
+    first_bad = None
     for layer in net.layers:
         output = net.ops.to_host(layer.output).astype(np.float32)
         output = output.reshape(output.shape[0], layer.out_c, layer.out_h, layer.out_w)
+        bad = output.size - int(np.count_nonzero(np.isfinite(output)))
+        if bad and first_bad is None:
+            # the network's output may still look finite (a maxpool turns NaN windows into
+            # -FLT_MAX): the dump says where values first went non-finite
+            first_bad = layer.index
+            log.warn(f"layer {layer.index} ({layer.type}) output holds {bad} NaN or infinite "
+                     "values (dumped as they are; untrained weights overflow: batch norm's "
+                     "rolling variance starts at 0)")
         atomic_write_with(os.path.join(dump, f"layer_{layer.index:03d}_{layer.type}.npy"),
                           lambda handle: np.save(handle, output))
     print(f"wrote {len(net.layers)} layer outputs to {dump}")
