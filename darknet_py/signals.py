@@ -4,6 +4,7 @@ either; darknet_py saves the backup), and short sections that a signal must not 
 
 Signal handlers can only be set in the main thread; elsewhere these do nothing.
 """
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -35,8 +36,11 @@ def sigterm_as_interrupt():
 
 
 @contextmanager
-def deferred():
-    """SIGINT and SIGTERM that arrive inside the block are acted on when it ends."""
+def deferred(default_action="raise"):
+    """SIGINT and SIGTERM that arrive inside the block are acted on when it ends: the
+    handler that was installed is called; an ignored signal stays ignored; for a signal
+    with its default action, default_action "raise" raises KeyboardInterrupt / Terminated
+    and "kill" re-sends the signal to this process (the default action, now)."""
     if not _main_thread():
         yield
         return
@@ -47,11 +51,16 @@ def deferred():
         yield
     finally:
         for number, handler in previous.items():
-            signal.signal(number, handler)
+            # None: a handler not installed from Python, which Python cannot reinstall
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
         if pending:
             handler = previous[pending[0]]
             if callable(handler):
                 handler(pending[0], None)
+            elif handler == signal.SIG_IGN:
+                pass
+            elif default_action == "kill":
+                os.kill(os.getpid(), pending[0])
             elif pending[0] == signal.SIGINT:
                 raise KeyboardInterrupt()
             else:

@@ -10,11 +10,11 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from .. import signals
 from ..errors import DarknetError
 from .classification import load_classification_sample
 from .detection import load_detection_sample
@@ -71,31 +71,6 @@ def _classification_job(job):
                                       **params)
 
 
-@contextmanager
-def _signals_held():
-    """SIGINT and SIGTERM that arrive inside the block are acted on when it ends. Around a
-    fork: CPython runs logging's at-fork hook in the parent after each fork, and a
-    KeyboardInterrupt raised there is "ignored" (printed and lost), so a Ctrl-C while the
-    workers start would leave the run going."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    previous = {number: signal.signal(number, lambda signum, frame: pending.append(signum))
-                for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
-        if pending:
-            handler = previous[pending[0]]
-            if callable(handler):
-                handler(pending[0], None)
-            elif handler in (signal.SIG_DFL, None):
-                os.kill(os.getpid(), pending[0])   # the default action, now
-
-
 # the cfg's augmentation settings: a NaN or inf here makes every image NaN
 AUGMENTATION_KEYS = ("jitter", "hue", "saturation", "exposure", "angle", "aspect")
 
@@ -141,7 +116,10 @@ class BatchLoader:
         self.batch_number += 1
         if self.pool is None:
             return (width, height), [self.job(job) for job in jobs]
-        with _signals_held():   # the first submit forks the workers
+        # the first submit forks the workers: CPython runs logging's at-fork hook in the
+        # parent after each fork, and a KeyboardInterrupt raised there is "ignored"
+        # (printed and lost), so a Ctrl-C while the workers start would leave the run going
+        with signals.deferred(default_action="kill"):
             return (width, height), [self.pool.submit(self.job, job) for job in jobs]
 
     @staticmethod
