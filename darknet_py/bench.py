@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from .layers.params import init_numpy_random, parameter_count
+from .bench_inputs import bench_input, bench_truth, random_network  # noqa: F401
+from .layers.params import parameter_count
 from .network import parse_network_cfg
 
 
@@ -48,7 +49,10 @@ def _layer_bytes(layer, batch):
 
 
 def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup=2,
-          weights=None, exact=False, vs=None, out=sys.stdout):
+          weights=None, exact=False, vs=None, processes=True, out=sys.stdout):
+    """Time cfg's forward (and with train its training step) and report it. vs names other
+    engines to time alternately with ours: with processes (the default) each engine,
+    ours included, runs in a process of its own (bench_processes), else all in this one."""
     if weights:
         net = parse_network_cfg(cfg, batch=batch, device=device, exact=exact)
         net.load_weights(weights)
@@ -57,8 +61,7 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
         net = random_network(cfg, batch, device, exact=exact)
     ops = net.ops
     sync = ops.synchronize
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, net.channels, net.height, net.width), dtype=np.float32)
+    x = bench_input(net, batch)
     x_device = ops.to_device(x)
     result = {"cfg": cfg, "batch": batch, "device": str(device), "backend": ops.name,
               "width": net.width, "height": net.height, "bflops_per_image": net.bflops()}
@@ -74,25 +77,28 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
     result["forward_seconds"] = seconds
     result["images_per_second"] = batch / seconds
     result["gflops"] = net.bflops() * batch / seconds
-    if vs:   # before training, which moves the batch-norm rolling statistics
+    if vs and processes:
+        from .bench_processes import compare_processes
+        result["vs"] = compare_processes(vs, cfg, weights, batch, device, exact, warmup, runs)
+    elif vs:   # before training, which moves the batch-norm rolling statistics
         from .bench_compare import compare
         result["vs"] = compare(vs, cfg, weights, x, net, sync, warmup, runs)
     if layers:
         result["layers"] = _per_layer(net, x_device, sync, warmup, runs, train)
         _roofline(result["layers"], result["ceilings"])
     if train:
-        truth = np.zeros((batch, _truth_size(net)), dtype=np.float32)
-        if net.layers[-1].type == "region":
-            truth[:, :5] = [0.5, 0.5, 0.2, 0.3, 0]
-        else:
-            truth[:, 0] = 1
+        truth = bench_truth(net, batch)
         net.options.learning_rate = 0.0   # time the work, keep the weights
         step = _median_seconds(lambda: net.train_step(x, truth), sync, warmup, runs)
         result["train_seconds"] = step
         result["train_images_per_second"] = batch / step
         if layers:
             _per_layer_backward(net, x, truth, result["layers"], sync, runs)
-        if vs and "torch" in vs.split(","):
+        if vs and "torch" in vs.split(",") and processes:
+            from .bench_processes import compare_processes
+            result["vs_train"] = compare_processes("torch", cfg, weights, batch, device,
+                                                   exact, warmup, runs, train=True)
+        elif vs and "torch" in vs.split(","):
             from .bench_compare import compare_torch_train
 
             def ours():
@@ -128,30 +134,6 @@ def sweep(cfg, batches, device="cpu", train=False, runs=10, weights=None, exact=
                    f"{first['backend']} ({first['device']})", "batch size", "images/s")
         print(f"plot written to {plot}", file=out)
     return {"cfg": cfg, "runs": results}
-
-
-def random_network(cfg, batch=1, device="cpu", seed=0, exact=False):
-    """The network of `cfg` with random weights for timing: darknet's distributions drawn
-    by NumPy (layers.params.init_numpy_random; darknet's own glibc stream in Python takes
-    a minute for yolov2's 50M weights), on `device`.
-
-    darknet's initial rolling variance of 0 would make every inference batch norm divide
-    by 1e-6 and the activations overflow to inf/NaN by the tenth layer, which slows some
-    engines (denormals, NaN paths) and makes outputs incomparable; benchmarks use variance
-    1 (mean 0, scales 1) instead."""
-    net = parse_network_cfg(cfg, batch=batch, device=device, exact=exact)
-    init_numpy_random(net.layers, np.random.default_rng(seed))
-    for layer in net.layers:
-        if getattr(layer, "rolling_variance", None) is not None:
-            layer.rolling_variance[...] = 1
-    net.loaded_layers = len(net.layers)   # nothing left for darknet's random init
-    net.ensure_initialized()
-    return net
-
-
-def _truth_size(net):
-    last = net.layers[-1]
-    return 30 * (last.coords + 1) if last.type == "region" else net.output_layer().outputs
 
 
 def _per_layer(net, x, sync, warmup, runs, train):
@@ -235,16 +217,24 @@ def report(result, out):
     if "peak_device_mb" in result:
         print(f"peak device memory: {result['peak_device_mb']:.0f} MB", file=out)
     for name, other in result.get("vs", {}).items():
-        print(f"vs {name} (timed alternately with darknet_py): {name} "
+        how = "each in its own process" if other.get("processes") else "in this process"
+        print(f"vs {name} (timed alternately with darknet_py, {how}): {name} "
               f"{other['seconds'] * 1e3:.2f} ms, darknet_py {other['ours_seconds'] * 1e3:.2f} "
               f"ms per batch; darknet_py/{name} = {other['ours_seconds'] / other['seconds']:.2f}"
               f"; max |diff| of outputs {other['max_abs_diff']:.3g} (relative "
               f"{other['rel_l2']:.3g})", file=out)
     for name, other in result.get("vs_train", {}).items():
-        print(f"training vs {name} (timed alternately): {name} {other['seconds'] * 1e3:.2f} "
+        how = "each in its own process" if other.get("processes") else "in this process"
+        print(f"training vs {name} (timed alternately, {how}): {name} "
+              f"{other['seconds'] * 1e3:.2f} "
               f"ms, darknet_py {other['ours_seconds'] * 1e3:.2f} ms per step; darknet_py/"
               f"{name} = {other['ours_seconds'] / other['seconds']:.2f}", file=out)
-        if "peak_mb" in other:
+        if other.get("processes"):
+            print(f"peak memory of each engine's process during its steps (RSS): {name} "
+                  f"{other['peak_mb']:.0f} MB, darknet_py {other['ours_peak_mb']:.0f} MB "
+                  f"(the {name} worker also holds our network, which built its model)",
+                  file=out)
+        elif "peak_mb" in other:
             print(f"peak memory during a step (RSS): {name} {other['peak_mb']:.0f} MB, "
                   f"darknet_py {other['ours_peak_mb']:.0f} MB (both include the "
                   f"{other['baseline_mb']:.0f} MB the process held before)", file=out)

@@ -54,7 +54,9 @@ def _alternating(ours, theirs, warmup, runs):
     return float(np.median(times["ours"])), float(np.median(times["theirs"]))
 
 
-def compare_opencv(cfg, weights, x, net, ours, warmup, runs):
+def opencv_runner(cfg, weights, x, net):
+    """run() of OpenCV's darknet importer on the same cfg and weights, returning the
+    compared layer's output."""
     try:
         import cv2
     except ImportError:
@@ -78,10 +80,20 @@ def compare_opencv(cfg, weights, x, net, ours, warmup, runs):
     def run():
         other.setInput(x)
         return other.forward(name)
-    our_seconds, seconds = _alternating(ours, run, warmup, runs)
+    return run, {}
+
+
+def our_output(net, x):
+    """Our forward of x, at the compared layer, on the host."""
     net.forward(net.ops.to_device(x))
-    output = net.ops.to_host(net.layers[index].output)
-    return {"seconds": seconds, "ours_seconds": our_seconds, **_diff(output, run())}
+    return net.ops.to_host(net.layers[_compared_layer(net)].output)
+
+
+def compare_opencv(cfg, weights, x, net, ours, warmup, runs):
+    run, extra = opencv_runner(cfg, weights, x, net)
+    our_seconds, seconds = _alternating(ours, run, warmup, runs)
+    return {"seconds": seconds, "ours_seconds": our_seconds, **extra,
+            **_diff(our_output(net, x), run())}
 
 
 def _torch_model(x, net, train):
@@ -96,7 +108,9 @@ def _torch_model(x, net, train):
     return torch, device, model, torch.from_numpy(x).to(device)
 
 
-def compare_torch(x, net, ours, warmup, runs):
+def torch_runner(x, net):
+    """run() of our network rebuilt in PyTorch (inference), returning the compared
+    layer's output as a NumPy array."""
     torch, device, model, tensor = _torch_model(x, net, train=False)
     model.eval()
 
@@ -105,25 +119,19 @@ def compare_torch(x, net, ours, warmup, runs):
             result = model(tensor)
         if device == "cuda":
             torch.cuda.synchronize()
-        return result
+        return result.cpu().numpy()
+    return run, {"device": device}
+
+
+def compare_torch(x, net, ours, warmup, runs):
+    run, extra = torch_runner(x, net)
     our_seconds, seconds = _alternating(ours, run, warmup, runs)
-    net.forward(net.ops.to_device(x))
-    output = net.ops.to_host(net.layers[_compared_layer(net)].output)
-    return {"seconds": seconds, "ours_seconds": our_seconds, "device": device,
-            **_diff(output, run().cpu().numpy())}
+    return {"seconds": seconds, "ours_seconds": our_seconds, **extra,
+            **_diff(our_output(net, x), run())}
 
 
-def compare_torch_train(x, net, ours, warmup, runs):
-    """Our train_step against a PyTorch training step of the same network up to the
-    region layer: conv, BatchNorm2d in training mode (batch statistics, rolling averages
-    updated), bias, leaky, the mean square of the output as the loss (a stand-in for
-    darknet's region loss, which costs little next to the convolutions), backward, an SGD
-    step with momentum and weight decay at learning rate 0 (as bench keeps ours). Timed
-    alternately; float32, TF32 off, as many intra-op threads as ours (settings.thread_count).
-
-    Also each engine's peak resident memory during its steps (Linux: the process's
-    high-water mark, reset before each step; both include what the process already holds,
-    `baseline_mb`, e.g. both networks' weights)."""
+def torch_train_runner(x, net):
+    """step() of a PyTorch training step of our network (see compare_torch_train)."""
     from .settings import thread_count
     torch, device, model, tensor = _torch_model(x, net, train=True)
     torch.set_num_threads(thread_count())
@@ -137,12 +145,26 @@ def compare_torch_train(x, net, ours, warmup, runs):
         optimizer.step()
         if device == "cuda":
             torch.cuda.synchronize()
+    return step, {"device": device, "threads": thread_count()}
+
+
+def compare_torch_train(x, net, ours, warmup, runs):
+    """Our train_step against a PyTorch training step of the same network up to the
+    region layer: conv, BatchNorm2d in training mode (batch statistics, rolling averages
+    updated), bias, leaky, the mean square of the output as the loss (a stand-in for
+    darknet's region loss, which costs little next to the convolutions), backward, an SGD
+    step with momentum and weight decay at learning rate 0 (as bench keeps ours). Timed
+    alternately; float32, TF32 off, as many intra-op threads as ours (settings.thread_count).
+
+    Also each engine's peak resident memory during its steps (Linux: the process's
+    high-water mark, reset before each step; both include what the process already holds,
+    `baseline_mb`, e.g. both networks' weights)."""
+    step, extra = torch_train_runner(x, net)
     peaks = {}
     baseline = _resident_bytes("VmRSS")
     our_seconds, seconds = _alternating(_peak_tracked(ours, peaks, "ours"),
                                         _peak_tracked(step, peaks, "theirs"), warmup, runs)
-    result = {"seconds": seconds, "ours_seconds": our_seconds, "device": device,
-              "threads": thread_count()}
+    result = {"seconds": seconds, "ours_seconds": our_seconds, **extra}
     if baseline is not None and peaks.get("ours") and peaks.get("theirs"):
         result.update(baseline_mb=baseline / 2**20, ours_peak_mb=peaks["ours"] / 2**20,
                       peak_mb=peaks["theirs"] / 2**20)
@@ -206,17 +228,32 @@ def _onnxruntime_session(net, batch):
     return session, device
 
 
-def compare_onnxruntime(x, net, ours, warmup, runs):
+def onnxruntime_runner(x, net):
+    """run() of our network exported to ONNX and run by onnxruntime."""
     session, device = _onnxruntime_session(net, x.shape[0])
     feed = {session.get_inputs()[0].name: x}
 
     def run():
         return session.run(None, feed)[0]
+    return run, {"device": device}
+
+
+def compare_onnxruntime(x, net, ours, warmup, runs):
+    run, extra = onnxruntime_runner(x, net)
     our_seconds, seconds = _alternating(ours, run, warmup, runs)
-    net.forward(net.ops.to_device(x))
-    output = net.ops.to_host(net.layers[_compared_layer(net)].output)
-    return {"seconds": seconds, "ours_seconds": our_seconds, "device": device,
-            **_diff(output, run())}
+    return {"seconds": seconds, "ours_seconds": our_seconds, **extra,
+            **_diff(our_output(net, x), run())}
+
+
+def runner(name, cfg, weights, x, net):
+    """(run, facts) for engine `name` on our network's cfg, weights and input x."""
+    if name == "opencv":
+        return opencv_runner(cfg, weights, x, net)
+    if name == "torch":
+        return torch_runner(x, net)
+    if name == "onnxruntime":
+        return onnxruntime_runner(x, net)
+    raise RuntimeError(f"--vs {name}: expected one of {', '.join(ENGINES)}")
 
 
 ENGINES = ("opencv", "torch", "onnxruntime")

@@ -16,7 +16,7 @@ import functools
 import numpy as np
 
 from darknet_py.errors import ImageError
-from darknet_py.settings import memory_bytes
+from darknet_py.settings import import_numba, memory_bytes
 
 f32 = np.float32
 _KERNELS = {}  # name -> inline?, for the functions numba compiles (see numba_available)
@@ -39,7 +39,7 @@ def numba_available() -> bool:
     module (importing it costs ~0.5 s; the first kernel call another ~0.5-1 s to load the
     cached machine code, or ~8 s to compile it the first time on a machine)."""
     try:
-        import numba
+        numba = import_numba()
     except ImportError:
         return False
     for name, inline in _KERNELS.items():  # callers find the compiled helpers as globals

@@ -66,6 +66,15 @@ def thread_count():
         return os.cpu_count() or 1
 
 
+def import_numba():
+    """numba, imported with its parallel loops (prange) on thread_count() threads: numba
+    reads NUMBA_NUM_THREADS once, when first imported (a user's own setting wins).
+    Raises ImportError without numba."""
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(thread_count()))
+    import numba
+    return numba
+
+
 def tf32_enabled():
     return _environment("DARKNET_PY_TF32") not in ("", "0")
 

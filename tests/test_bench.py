@@ -152,7 +152,58 @@ def test_vs_onnxruntime_runs_the_same_network(monkeypatch):
                   "ceilings": {"gemm_gflops": 1.0, "copy_gbs": 1.0}, "forward_seconds": 1.0,
                   "images_per_second": 2.0, "gflops": 1.0, "peak_host_mb": 1.0,
                   "vs": result}, out)
-    assert "vs onnxruntime (timed alternately with darknet_py)" in out.getvalue()
+    assert "vs onnxruntime (timed alternately with darknet_py, in this process)" \
+        in out.getvalue()
+
+
+def test_process_harness_alternates_workers_with_a_pause(monkeypatch):
+    """bench_processes.alternate asks each worker for one timed run in turn, after a
+    pause each, and takes each one's median seconds and highest peak RSS."""
+    from darknet_py import bench_processes
+    calls = []
+
+    class Worker:
+        def __init__(self, engine, answers):
+            self.engine, self.answers = engine, answers
+
+        def ask(self, command):
+            calls.append((self.engine, command))
+            return self.answers.pop(0)
+    monkeypatch.setattr(bench_processes.time, "sleep", lambda seconds: calls.append(seconds))
+    ours = Worker("darknet_py", ["1.0 100", "5.0 300", "3.0 200"])
+    theirs = Worker("onnxruntime", ["2.0 50", "8.0 40", "4.0 60"])
+    medians, peaks = bench_processes.alternate([ours, theirs], runs=3, pause=0.25)
+    assert medians == {"darknet_py": 3.0, "onnxruntime": 4.0}
+    assert peaks == {"darknet_py": 300, "onnxruntime": 60}
+    assert calls == [0.25, ("darknet_py", "run"), 0.25, ("onnxruntime", "run")] * 3
+
+
+def test_vs_onnxruntime_in_separate_processes(monkeypatch):
+    """The default harness: darknet_py and onnxruntime each in a worker process built from
+    the same seed, so both run the same weights on the same input (their outputs agree to
+    float rounding), timed alternately."""
+    pytest.importorskip("onnx", reason="--vs onnxruntime needs onnx")
+    pytest.importorskip("onnxruntime", reason="--vs onnxruntime needs onnxruntime")
+    from darknet_py import bench_compare, bench_processes
+    monkeypatch.setattr(bench_compare, "PAUSE_SECONDS", 0.01)
+    result = bench_processes.compare_processes("onnxruntime", CFG, None, batch=2, warmup=1,
+                                               runs=2)
+    other = result["onnxruntime"]
+    assert other["processes"] and other["device"] == "cpu"
+    assert other["seconds"] > 0 and other["ours_seconds"] > 0
+    assert other["peak_mb"] > 0 and other["ours_peak_mb"] > 0
+    assert 0 <= other["rel_l2"] < 1e-5
+
+
+def test_process_harness_reports_a_failing_worker(tmp_path):
+    """A worker that cannot build its engine is one clear error naming the engine and the
+    worker's last line, not a hang."""
+    from darknet_py import bench_processes
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n[nonsense]\n")
+    with pytest.raises(RuntimeError, match="bench worker for darknet_py failed: .*nonsense"):
+        bench_processes.compare_processes("onnxruntime", str(bad), None, batch=1, warmup=1,
+                                          runs=1)
 
 
 def test_vs_opencv_runs_the_same_network():

@@ -9,6 +9,9 @@ untouched path and the fallback without numba are checked too.
 """
 import itertools
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -22,12 +25,20 @@ FLT_MAX = float(np.finfo(F32).max)
 pytestmark = pytest.mark.skipif(not cpu_kernels.compiled(), reason="numba is not installed")
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+@pytest.fixture(params=[(1, True), (2, True), (2, False)],
+                ids=["1thread", "2threads", "2threads-pool"])
 def thread_setting(request, monkeypatch):
-    monkeypatch.setenv("DARKNET_PY_THREADS", str(request.param))
+    """1 or 2 threads; with the GEMMs on numba's threads (cpu_kernels.fused_gemms), or,
+    as where NumPy's BLAS is not OpenBLAS, on the Python pool (threads.for_blocks)."""
+    count, fused = request.param
+    monkeypatch.setenv("DARKNET_PY_THREADS", str(count))
     monkeypatch.setattr(threads, "MIN_PARALLEL_ELEMENTS", 1)   # parallel even when small
+    monkeypatch.setattr(cpu_kernels, "MIN_PARALLEL_ELEMENTS", 1)
     monkeypatch.setattr(threads, "_pool", None)
-    return request.param
+    if not fused:
+        monkeypatch.setattr(cpu_kernels, "fused_gemms", lambda: None)
+        monkeypatch.setattr(winograd, "fused_gemms", lambda: None)
+    return count
 
 
 def reference_conv(x, weights, stride, pad):
@@ -99,7 +110,7 @@ def test_direct_3_channel_convolution_matches_float64(thread_setting, shape, act
     rng = np.random.default_rng(sum(shape))
     x, weights, factor, shift = random_case(rng, batch, 3, filters, height, width)
     code = cpu_kernels.FUSED_ACTIVATIONS[activation]
-    got = cpu_kernels.rgb_conv3x3(x, weights, pad, factor, shift, code, threads.for_blocks)
+    got = cpu_kernels.rgb_conv3x3(x, weights, pad, factor, shift, code)
     expected = reference_conv(x, weights, 1, pad) * factor[None, :, None, None] \
         + shift[None, :, None, None]
     assert got.shape == expected.shape
@@ -439,3 +450,35 @@ def test_first_network_forward_after_training_uses_updated_weights(tmp_path):
     exact.ensure_initialized()
     assert not np.allclose(after, before)
     assert relative_error(after, exact.forward(x).astype(F64)) < 1e-5
+
+
+def test_a_child_forked_after_parallel_kernels_runs_them_on_the_pool():
+    """GNU OpenMP's threads do not survive fork(): a child forked after the parent ran the
+    parallel kernels would hang in its first parallel region. numba_threads() is False in
+    such a child, which takes the Python pool's paths and gets the same values."""
+    rng = np.random.default_rng(5)
+    x = rng.random((1, 16, 40, 40), dtype=F32)
+    weights = rng.standard_normal((32, 16, 3, 3)).astype(F32)
+    factor, shift = np.ones(32, F32), np.zeros(32, F32)
+
+    def compute():
+        conv = numpy_ops.conv2d_inference(x, weights, 3, 1, 1, 1, 40, 40, factor, shift,
+                                          "leaky")
+        return numpy_ops.maxpool_inference(conv, 2, 2, 0, 20, 20)
+    parent = compute()
+    assert cpu_kernels.numba_threads() == cpu_kernels.parallel_loops()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: answer within 60 s or be killed by the alarm
+        try:
+            signal.alarm(60)
+            child = compute()
+            ok = not cpu_kernels.numba_threads() and np.array_equal(child, parent)
+            os.write(write, b"same" if ok else b"different")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read, 16)
+    os.close(read)
+    assert os.WIFEXITED(status) and answer == b"same"

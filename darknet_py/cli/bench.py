@@ -19,7 +19,11 @@ def bench_parser():
                         help="each layer's time and distance to the roofline")
     parser.add_argument("-json", default=None, metavar="FILE", help="write the results as JSON")
     parser.add_argument("--vs", "-vs", default=None, metavar="ENGINES",
-                        help="time other engines on the same net: opencv,torch,onnxruntime")
+                        help="time other engines on the same net: opencv,torch,onnxruntime "
+                        "(alternately, each engine in a process of its own)")
+    parser.add_argument("-one_process", action="store_true",
+                        help="with --vs: time every engine in this process instead (they "
+                        "then share thread pools and caches)")
     add_device(parser)
     return parser
 
@@ -42,7 +46,8 @@ def main(argv):
         raise SystemExit("-plot draws throughput against batch size: give -batches too")
     else:
         result = bench(args.cfg, args.batch, device, args.train, args.layers, args.runs,
-                       weights=args.weights, exact=args.exact, vs=args.vs)
+                       weights=args.weights, exact=args.exact, vs=args.vs,
+                       processes=not args.one_process)
     if args.json:
         main_json(result, args.json)
     return 0

@@ -1,13 +1,22 @@
 """numba-compiled loops for the NumPy backend's inference path, and how they are compiled.
 
 NumPy cannot fuse a chain of element-wise steps, and its strided copies (im2col, maxpool's
-window cells) make one pass over memory per step. The loops here make one pass and run on
-the backend's thread pool (threads.for_blocks): each kernel is compiled with nogil=True and
-handed a disjoint range of planes or rows, so the pool's threads run them side by side.
-numba's own `parallel=True` is not used: it would bring an OpenMP team (numba's default
-threading layer here) next to OpenBLAS's threads and ours on two cores, spinning after
-each region where our pool sleeps. GEMMs inside our tasks run with OpenBLAS on one
-thread (blas_single_threaded), so at any time one pool of two threads does the work.
+window cells) make one pass over memory per step. The loops here make one pass each.
+
+Threads. The inference kernels split their work with numba's `prange` (parallel=True) on
+numba's OpenMP (or TBB) threads, and call OpenBLAS's sgemm themselves from those threads
+(cblas_sgemm, with OpenBLAS on one thread meanwhile: blas_single_threaded), so that one
+team of threads does a layer's transforms, GEMMs and tails and waits between the steps
+without coming back to Python. The Python pool (threads.for_blocks) did this before: each
+block cost a hand-off and the GIL going back and forth between threads (tens of
+microseconds each, more after the machine sat idle: a forward timed after a 0.3 s pause
+took 50% longer than back to back, where ONNX Runtime, whose threads spin between
+operators, took the same). OpenMP's threads spin a little after each region too, which is
+why nothing else of ours may be running on other threads then: the GEMMs are inside the
+kernels, not beside them. The pool remains the path where there is no safe threading
+layer (numba's workqueue layer aborts when two threads launch kernels at once), where
+NumPy's BLAS is not OpenBLAS, and in a child forked after the parent started OpenMP's
+threads (numba_threads): those run the same serial kernels over for_blocks.
 
 A function marked @kernel is plain Python until `compiled()` is first called; then every
 marked function is replaced, in its module, by its numba.njit(cache=True) version, so
@@ -21,7 +30,9 @@ Kernels here: darknet's maxpool at inference (forward_maxpool_layer: windows sta
 -pad/2, cells outside the input count as -FLT_MAX, a cell wins only when strictly
 greater); the GEMM of a convolution with its folded batch norm, bias and activation by
 tasks (gemm_tail); the direct 3x3 convolution of a 3-channel input (rgb_conv3x3). The
-Winograd convolution is in winograd.py.
+Winograd convolution is in winograd.py. Every parallel kernel's result is independent of
+the number of threads and of the path (each output is computed by the same serial code
+whichever thread takes it; tests/test_fast_conv.py checks both paths).
 
 Loops that LLVM must vectorise index 1-D arrays from 0 (numba then knows no index is
 negative and drops its wrap-around test) and do not branch on the activation inside the
@@ -31,34 +42,63 @@ made a loop 3x slower.
 import contextlib
 import ctypes
 import functools
+import importlib
+import os
 import threading
 
 import numpy as np
 
-from ..settings import FLT_MAX, thread_count
+from ..settings import FLT_MAX, import_numba, thread_count
+from .threads import for_blocks
 
-_KERNELS = []   # (module namespace, name, inline) of every @kernel function
+prange = range   # numba.prange in the kernels marked parallel, once compiled
+
+_KERNELS = []   # (module namespace, name, inline, parallel) of every @kernel function
 _LOCK = threading.Lock()
-_STATE = {"compiled": None}   # None: not tried yet; True/False afterwards
+_STATE = {"compiled": None,   # None: not tried yet; True/False afterwards
+          "threads_pid": None}   # the process whose parallel kernels started numba's threads
 
 
-def kernel(fn=None, *, inline=False):
+def kernel(fn=None, *, inline=False, parallel=False):
     """Mark fn for numba.njit(cache=True, nogil=True); inline: small helpers inlined into
-    their callers in numba's IR (no call per element)."""
+    their callers in numba's IR (no call per element); parallel: its `prange` loops run
+    on numba's threads (see parallel_tasks)."""
     if fn is None:
-        return lambda f: kernel(f, inline=inline)
+        return lambda f: kernel(f, inline=inline, parallel=parallel)
     with _LOCK:
         if _STATE["compiled"]:   # a module imported after compiled(): compiled at once
-            return _jitted(fn, inline)
-        _KERNELS.append((fn.__globals__, fn.__name__, inline))
+            return _jitted(fn, inline, parallel)
+        _KERNELS.append((fn.__globals__, fn.__name__, inline, parallel))
     return fn
 
 
-def _jitted(fn, inline):
-    import numba
+@functools.lru_cache(maxsize=None)
+def parallel_loops():
+    """Whether the kernels marked parallel run their prange loops on numba's threads:
+    only with a thread-safe threading layer (OpenMP or TBB). numba's fallback, the
+    workqueue layer, aborts the process when two threads launch parallel kernels at once
+    (networks run from several threads); without a safe layer the kernels run serially."""
+    numba = import_numba()
+    # numba's "default" takes TBB, then OpenMP, then workqueue: safe when either loads
+    if numba.config.THREADING_LAYER not in ("default", "threadsafe", "safe", "omp", "tbb"):
+        return False
+    for layer in ("omppool", "tbbpool"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{layer}")
+            return True
+        except (ImportError, OSError):
+            continue
+    return False
+
+
+def _jitted(fn, inline, parallel=False):
+    numba = import_numba()
+    parallel = parallel and parallel_loops()
+    if parallel:
+        fn.__globals__["prange"] = numba.prange
     # error_model="numpy": a division by zero gives inf/NaN as NumPy does, instead of a
     # check and a Python exception on every division
-    return numba.njit(cache=True, nogil=True, error_model="numpy",
+    return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=parallel,
                       inline="always" if inline else "never")(fn)
 
 
@@ -70,17 +110,17 @@ def compiled():
     with _LOCK:
         if _STATE["compiled"] is None:
             try:
-                import numba  # noqa: F401
+                import_numba()
             except ImportError:
                 _STATE["compiled"] = False
                 return False
             jitted = {}
-            for namespace, name, inline in _KERNELS:
+            for namespace, name, inline, parallel in _KERNELS:
                 original = namespace[name]
-                jitted[id(original)] = namespace[name] = _jitted(original, inline)
+                jitted[id(original)] = namespace[name] = _jitted(original, inline, parallel)
             # a kernel imported into another kernel module (from .cpu_kernels import
             # activated) is rebound there too, so the importer's kernels see it compiled
-            for namespace in {id(ns): ns for ns, _, _ in _KERNELS}.values():
+            for namespace in {id(ns): ns for ns, _, _, _ in _KERNELS}.values():
                 for name, value in list(namespace.items()):
                     if callable(value) and id(value) in jitted:
                         namespace[name] = jitted[id(value)]
@@ -103,18 +143,26 @@ def task_elements(length, elements_per_item):
     return items * max(1, elements_per_item)
 
 
+# A parallel kernel's job below this many elements runs on one thread: waking the other
+# costs more than the work (a 13x13x512 pool: ~0.1 ms alone).
+MIN_PARALLEL_ELEMENTS = 1 << 16
+
+
+def parallel_tasks(length, elements_per_item):
+    """How many tasks a `prange` kernel should cut `length` items into: one for a small
+    job, else about TASKS_PER_THREAD per thread (at most one item each)."""
+    if length * elements_per_item < MIN_PARALLEL_ELEMENTS:
+        return 1
+    return max(1, min(length, TASKS_PER_THREAD * thread_count()))
+
+
 # ---------------------------------------------------------------- BLAS threads
 @functools.lru_cache(maxsize=None)
 def _openblas_threads():
     """(set, get) of OpenBLAS's thread count in the library NumPy loaded, or None (another
     BLAS, or no /proc). NumPy's wheels bundle OpenBLAS as scipy_openblas with 64-bit
     symbols; older ones as plain openblas."""
-    try:
-        with open("/proc/self/maps") as handle:
-            paths = sorted({line.split()[-1] for line in handle
-                            if "openblas" in line.lower() and ".so" in line})
-    except OSError:
-        return None
+    paths = _openblas_paths()
     for path in paths:
         try:
             library = ctypes.CDLL(path)
@@ -129,6 +177,73 @@ def _openblas_threads():
                     getter.argtypes, getter.restype = [], ctypes.c_int
                     return setter, getter
     return None
+
+
+def _openblas_paths():
+    """The OpenBLAS libraries loaded in this process (NumPy's), from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as handle:
+            return sorted({line.split()[-1] for line in handle
+                           if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return []
+
+
+@functools.lru_cache(maxsize=None)
+def cblas_sgemm():
+    """cblas_sgemm of NumPy's OpenBLAS as a ctypes function, for kernels to call from
+    numba's threads (a ctypes function passed as an argument: the compiled kernel then
+    stays cacheable), or None where that BLAS is not found. Row-major calls
+    sgemm(101, 111, 111, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) with A, B and C
+    as addresses; the integer width follows the library's interface (ILP64 for the
+    `64_` names NumPy's wheels export)."""
+    if _openblas_threads() is None:   # the same library blas_single_threaded controls
+        return None
+    for path in _openblas_paths():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name, integer in (("scipy_cblas_sgemm64_", ctypes.c_int64),
+                              ("cblas_sgemm64_", ctypes.c_int64),
+                              ("scipy_cblas_sgemm", ctypes.c_int),
+                              ("cblas_sgemm", ctypes.c_int)):
+            function = getattr(library, name, None)
+            if function is None or (integer is ctypes.c_int and "64" in path.rsplit("/", 1)[-1]):
+                continue
+            pointer, real = ctypes.c_void_p, ctypes.c_float
+            function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer,
+                                 integer, real, pointer, integer, pointer, integer, real,
+                                 pointer, integer]
+            function.restype = None
+            return function
+    return None
+
+
+@kernel(inline=True)
+def gemm_rows(sgemm, m, n, k, a, lda, b, ldb, c, ldc):
+    """C (m x n, row stride ldc) = A (m x k) @ B (k x n), row-major, at addresses a, b,
+    c: one single-threaded OpenBLAS call from the calling thread."""
+    sgemm(101, 111, 111, m, n, k, np.float32(1), a, lda, b, ldb, np.float32(0), c, ldc)
+
+
+def numba_threads():
+    """Whether the parallel kernels may run on numba's threads in this process: a safe
+    threading layer, and not a child forked after its parent started them (GNU OpenMP's
+    threads do not survive fork(): a parallel region in such a child would hang, so it
+    takes the Python pool's paths instead)."""
+    if not (compiled() and parallel_loops()):
+        return False
+    pid = os.getpid()
+    if _STATE["threads_pid"] is None:
+        _STATE["threads_pid"] = pid
+    return _STATE["threads_pid"] == pid
+
+
+def fused_gemms():
+    """The cblas_sgemm kernels call, where kernels may run GEMMs on numba's threads (see
+    numba_threads; NumPy's BLAS is OpenBLAS), else None."""
+    return cblas_sgemm() if numba_threads() else None
 
 
 @contextlib.contextmanager
@@ -256,24 +371,44 @@ def _maxpool_2x2_planes(x, out, p0, p1):
                 target[j] = best
 
 
-def maxpool(x, size, stride, pad, out_h, out_w, for_blocks):
-    """darknet's maxpool values of x (B, C, H, W) float32, planes spread over for_blocks."""
+@kernel(parallel=True)
+def _maxpool_tasks(x, out, size, stride, top, inside, tasks):
+    """The planes of x split into `tasks` ranges run on numba's threads, each by the
+    plane kernel for the shape."""
+    planes = x.shape[0]
+    for task in prange(tasks):
+        p0 = task * planes // tasks
+        p1 = (task + 1) * planes // tasks
+        if inside:
+            _maxpool_2x2_planes(x, out, p0, p1)
+        elif size == 2 and stride == 1:
+            _maxpool_2x2_stride1_planes(x, out, top, p0, p1)
+        else:
+            _maxpool_planes(x, out, size, stride, top, p0, p1)
+
+
+def maxpool(x, size, stride, pad, out_h, out_w):
+    """darknet's maxpool values of x (B, C, H, W) float32, the planes split between
+    numba's threads."""
     batch, channels, height, width = x.shape
     planes = np.ascontiguousarray(x).reshape(batch * channels, height, width)
     out = np.empty((batch * channels, out_h, out_w), dtype=np.float32)
     top = pad // 2
     inside = (size == 2 and stride == 2 and top == 0 and 2 * out_h <= height
               and 2 * out_w <= width)
-    if inside:
-        work = functools.partial(_maxpool_2x2_planes, planes, out)
-    elif size == 2 and stride == 1:
-        work = functools.partial(_maxpool_2x2_stride1_planes, planes, out, top)
+    if numba_threads():
+        _maxpool_tasks(planes, out, size, stride, top, inside,
+                       parallel_tasks(batch * channels, height * width))
     else:
-        work = functools.partial(_maxpool_planes, planes, out, size, stride, top)
-    for_blocks(batch * channels, height * width, work,
-               block_elements=task_elements(batch * channels, height * width))
+        if inside:
+            work = functools.partial(_maxpool_2x2_planes, planes, out)
+        elif size == 2 and stride == 1:
+            work = functools.partial(_maxpool_2x2_stride1_planes, planes, out, top)
+        else:
+            work = functools.partial(_maxpool_planes, planes, out, size, stride, top)
+        for_blocks(batch * channels, height * width, work,
+                   block_elements=task_elements(batch * channels, height * width))
     return out.reshape(batch, channels, out_h, out_w)
-
 
 
 # ---------------------------------------------------------------- GEMM + tail by tasks
@@ -353,12 +488,42 @@ def gemm_tail(filters, cols, out, factors, shifts, code, for_blocks):
                 np.matmul(filters[k0:k1], cols[image, :, c0:c1], out=target[:, c0:c1])
                 _tail_columns(target, factors[k0:k1], shifts[k0:k1], code, c0, c1)
 
+    sgemm = fused_gemms()
     with blas_single_threaded() as own_gemms:
         if not own_gemms:
             return False
+        if sgemm is not None and filters.flags.c_contiguous and cols.flags.c_contiguous \
+                and out.flags.c_contiguous and filters.dtype == cols.dtype == np.float32:
+            _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, per_image,
+                             filter_parts, part_rows, tasks)
+            return True
         work = part_rows * depth * GEMM_COLUMNS
         for_blocks(tasks, work, blocks, block_elements=task_elements(tasks, work))
     return True
+
+
+@kernel(parallel=True)
+def _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, per_image,
+                     filter_parts, part_rows, tasks):
+    """gemm_tail's tasks on numba's threads, each an OpenBLAS call on its own thread and
+    the tail on the block it wrote (all arrays C-contiguous float32)."""
+    depth, columns = cols.shape[1], cols.shape[2]
+    n_filters = filters.shape[0]
+    for task in prange(tasks):
+        rest = task // filter_parts
+        part = task - rest * filter_parts
+        image = rest // per_image
+        block = rest - image * per_image
+        c0 = block * GEMM_COLUMNS
+        c1 = min(columns, c0 + GEMM_COLUMNS)
+        k0 = part * part_rows
+        k1 = min(n_filters, k0 + part_rows)
+        if k1 <= k0:
+            continue
+        gemm_rows(sgemm, k1 - k0, c1 - c0, depth, filters.ctypes.data + 4 * k0 * depth,
+                  depth, cols.ctypes.data + 4 * (image * depth * columns + c0), columns,
+                  out.ctypes.data + 4 * ((image * n_filters + k0) * columns + c0), columns)
+        _tail_columns(out[image, k0:k1], factors[k0:k1], shifts[k0:k1], code, c0, c1)
 
 
 # ---------------------------------------------------------------- 3-channel 3x3 convolution
@@ -408,7 +573,7 @@ def _rgb_rows(padded, filters, factors, shifts, code, out, r0, r1):
                 _rgb_row_loop(target, rows, w, factors[k], shifts[k], code, out_w)
 
 
-def rgb_conv3x3(x, weights, pad, factors, shifts, code, for_blocks):
+def rgb_conv3x3(x, weights, pad, factors, shifts, code):
     """The 3x3 stride-1 convolution of a 3-channel x (B, 3, H, W) with weights (K, 3, 3,
     3), then y*factors + shifts and activation `code` (FUSED_ACTIVATIONS), computed
     directly: a network's first layer, where Winograd's transforms cost more than its
@@ -422,8 +587,20 @@ def rgb_conv3x3(x, weights, pad, factors, shifts, code, for_blocks):
     padded[:, :, pad:pad + inner_h, pad:pad + inner_w] = x[:, :, :inner_h, :inner_w]
     out = np.empty((batch, weights.shape[0], out_h, out_w), dtype=np.float32)
     filters = np.ascontiguousarray(weights, dtype=np.float32).reshape(weights.shape[0], 27)
-    per_row = weights.shape[0] * 27 * out_w
-    for_blocks(batch * out_h, per_row,
-               functools.partial(_rgb_rows, padded, filters, factors, shifts, code, out),
-               block_elements=task_elements(batch * out_h, per_row))
+    rows, per_row = batch * out_h, weights.shape[0] * 27 * out_w
+    if numba_threads():
+        _rgb_row_tasks(padded, filters, factors, shifts, code, out, rows,
+                       parallel_tasks(rows, per_row))
+    else:
+        for_blocks(rows, per_row,
+                   functools.partial(_rgb_rows, padded, filters, factors, shifts, code, out),
+                   block_elements=task_elements(rows, per_row))
     return out
+
+
+@kernel(parallel=True)
+def _rgb_row_tasks(padded, filters, factors, shifts, code, out, rows, tasks):
+    """_rgb_rows over all output rows, split into `tasks` ranges on numba's threads."""
+    for task in prange(tasks):
+        _rgb_rows(padded, filters, factors, shifts, code, out, task * rows // tasks,
+                  (task + 1) * rows // tasks)

@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 
 from .. import activations
-from ..settings import BN_BACKWARD_EPSILON, BN_EPSILON, FLT_MAX, SECRET_NUM
+from ..settings import BN_BACKWARD_EPSILON, BN_EPSILON, FLT_MAX, SECRET_NUM, import_numba
 from . import cpu_kernels, winograd
 from .threads import for_blocks
 
@@ -209,7 +209,7 @@ def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor
                                           shifts, activation, for_blocks)
     elif strategy == "direct":
         code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
-        out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code, for_blocks)
+        out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code)
         activated = activation in cpu_kernels.FUSED_ACTIVATIONS
     else:
         cols = _conv_columns(x, size, stride, pad, out_h, out_w)
@@ -430,7 +430,7 @@ def maxpool_inference(x, size, stride, pad, out_h, out_w):
     (ops/cpu_kernels.py: darknet's window order and strict '>', so the same values bit for
     bit as maxpool(); tests/test_fast_conv.py), or maxpool() itself without numba."""
     if FAST_CONV and x.dtype == F32 and cpu_kernels.compiled():
-        return cpu_kernels.maxpool(x, size, stride, pad, out_h, out_w, for_blocks)
+        return cpu_kernels.maxpool(x, size, stride, pad, out_h, out_w)
     return maxpool(x, size, stride, pad, out_h, out_w, want_indexes=False)[0]
 
 
@@ -840,7 +840,7 @@ def _compiled():
     """Whether the loops below run compiled: numba is imported and they are compiled (or
     loaded from numba's cache) on the first training call, not when this module loads."""
     try:
-        import numba
+        numba = import_numba()
     except ImportError:
         return False
     for name, (fastmath, inline) in _LOOPS.items():   # helpers first: the loops call them

@@ -25,7 +25,10 @@ import threading
 import numpy as np
 
 from .cpu_kernels import (FUSED_ACTIVATIONS, activated, blas_single_threaded, compiled,
-                          kernel, task_elements)
+                          fused_gemms, gemm_rows, kernel, parallel_tasks, task_elements)
+from ..settings import thread_count
+
+prange = range   # numba.prange in the kernels marked parallel, once compiled
 
 F32 = np.float32
 # A band task's V and M together: about a core's L2 (what the input transform writes the
@@ -301,7 +304,11 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks):
       tasks (_by_steps), so that each of the 16 GEMMs is one call that keeps its U[xi] in
       cache (bands streamed all of a 2 MB+ U through the cache for every band: 10-15%
       slower at 128 -> 256 channels, 52x52).
-    Each thread runs its GEMMs with OpenBLAS on one thread (blas_single_threaded)."""
+    Each thread runs its GEMMs with OpenBLAS on one thread (blas_single_threaded). Where
+    cpu_kernels.fused_gemms gives OpenBLAS's sgemm, both ways run as one parallel kernel
+    on numba's threads (_fused_bands, _fused_steps: the same tasks and the same serial
+    code per task, without a trip through Python between the steps); otherwise their
+    tasks go to the Python pool (for_blocks)."""
     compiled()
     x = np.ascontiguousarray(x, dtype=F32)
     batch, channels, height, width = x.shape
@@ -310,9 +317,16 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks):
                    pad)
     code = FUSED_ACTIVATIONS.get(activation, 0)
     out = np.empty((batch, n_filters, shape.out_h, shape.out_w), dtype=F32)
+    sgemm = fused_gemms()
     with blas_single_threaded() as own_gemms:
-        if own_gemms and shape.tiles >= BAND_MIN_TILES * 4 \
-                and filters.nbytes <= BAND_FILTER_BYTES:
+        banded = own_gemms and shape.tiles >= BAND_MIN_TILES * 4 \
+            and filters.nbytes <= BAND_FILTER_BYTES
+        if own_gemms and sgemm is not None:
+            if banded:
+                _fused_bands(sgemm, x, filters, shape, factors, shifts, code, out)
+            else:
+                _fused_steps(sgemm, x, filters, shape, factors, shifts, code, out)
+        elif banded:
             _by_bands(x, filters, shape, factors, shifts, code, out, for_blocks)
         else:
             _by_steps(x, filters, shape, factors, shifts, code, out, for_blocks, own_gemms)
@@ -345,6 +359,83 @@ def _gemms(filters, v, rows, tiles, m, n_rows, errors):
     with np.errstate(**errors):
         np.matmul(filters, v[:, :rows * tiles].reshape(count, rows, tiles),
                   out=m[:, :n_rows * tiles].reshape(count, n_rows, tiles))
+
+
+def _band_rows(shape):
+    """Tile rows per band: V and M of a band within BAND_BYTES, >= BAND_MIN_TILES tiles."""
+    per_row = 16 * (shape.channels + shape.n_filters) * shape.tiles_w
+    return max(1, BAND_BYTES // (4 * per_row), -(-BAND_MIN_TILES // shape.tiles_w))
+
+
+def _fused_bands(sgemm, x, filters, shape, factors, shifts, code, out):
+    """_by_bands as one parallel kernel: each of numba's threads takes a share of the
+    bands with its own V and M, and runs their GEMMs itself (cblas_sgemm)."""
+    band_rows = _band_rows(shape)
+    bands = -(-shape.tile_rows // band_rows)
+    tasks = max(1, min(bands, thread_count()))
+    tiles = band_rows * shape.tiles_w
+    v = _buffer("fused_v", tasks * 16 * _slab_stride(shape.channels * tiles)).reshape(
+        tasks, 16, -1)
+    m = _buffer("fused_m", tasks * 16 * _slab_stride(shape.n_filters * tiles)).reshape(
+        tasks, 16, -1)
+    _bands_kernel(sgemm, x, filters, v, m, out, factors, shifts, code, shape.pad,
+                  shape.tiles_h, shape.tiles_w, shape.tile_rows, band_rows, tasks)
+
+
+@kernel(parallel=True)
+def _bands_kernel(sgemm, x, filters, v_all, m_all, out, factors, shifts, code, pad, tiles_h,
+                  tiles_w, tile_rows, band_rows, tasks):
+    channels, n_filters = x.shape[1], filters.shape[1]
+    bands = (tile_rows + band_rows - 1) // band_rows
+    for task in prange(tasks):
+        v = v_all[task]
+        m = m_all[task]
+        for band in range(task * bands // tasks, (task + 1) * bands // tasks):
+            row0 = band * band_rows
+            row1 = min(tile_rows, row0 + band_rows)
+            tiles = (row1 - row0) * tiles_w
+            _input_transform(x, v, pad, tiles_h, tiles_w, row0, row1, 0, channels)
+            for xi in range(16):
+                gemm_rows(sgemm, n_filters, tiles, channels, filters[xi].ctypes.data,
+                          channels, v[xi].ctypes.data, tiles, m[xi].ctypes.data, tiles)
+            _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row1,
+                              0, n_filters, 0)
+
+
+def _fused_steps(sgemm, x, filters, shape, factors, shifts, code, out):
+    """_by_steps as one parallel kernel per chunk of images: the input transform split by
+    channels, the 16 GEMMs (one OpenBLAS call each, on numba's threads), the output
+    transform split by filters; numba's threads wait for each other between the steps
+    without going back to Python."""
+    channels, n_filters, tiles_w = shape.channels, shape.n_filters, shape.tiles_w
+    per_row = 16 * (channels + n_filters) * tiles_w * 4
+    chunk_rows = max(1, min(shape.tile_rows, STEP_BYTES // per_row))
+    for row0 in range(0, shape.tile_rows, chunk_rows):
+        row1 = min(shape.tile_rows, row0 + chunk_rows)
+        tiles = (row1 - row0) * tiles_w
+        v = _slabs("v_all", channels, tiles)
+        m = _slabs("m_all", n_filters, tiles)
+        _steps_kernel(sgemm, x, filters, v, m, out, factors, shifts, code, shape.pad,
+                      shape.tiles_h, tiles_w, row0, row1,
+                      parallel_tasks(channels, 16 * tiles),
+                      parallel_tasks(n_filters, 16 * tiles))
+
+
+@kernel(parallel=True)
+def _steps_kernel(sgemm, x, filters, v, m, out, factors, shifts, code, pad, tiles_h,
+                  tiles_w, row0, row1, in_tasks, out_tasks):
+    channels, n_filters = x.shape[1], filters.shape[1]
+    tiles = (row1 - row0) * tiles_w
+    for task in prange(in_tasks):
+        _input_transform(x, v, pad, tiles_h, tiles_w, row0, row1,
+                         task * channels // in_tasks, (task + 1) * channels // in_tasks)
+    for xi in prange(16):
+        gemm_rows(sgemm, n_filters, tiles, channels, filters[xi].ctypes.data, channels,
+                  v[xi].ctypes.data, tiles, m[xi].ctypes.data, tiles)
+    for task in prange(out_tasks):
+        _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row1,
+                          task * n_filters // out_tasks, (task + 1) * n_filters // out_tasks,
+                          0)
 
 
 def _by_bands(x, filters, shape, factors, shifts, code, out, for_blocks):
@@ -387,12 +478,12 @@ def _by_steps(x, filters, shape, factors, shifts, code, out, for_blocks, own_gem
         v = _slabs("v_all", channels, tiles)
         m = _slabs("m_all", n_filters, tiles)
 
-        def inputs(c0, c1, v=v, row0=row0, row1=row1):
-            _input_transform(x, v, shape.pad, shape.tiles_h, tiles_w, row0, row1, c0, c1)
-
         def gemms(first, last, v=v, m=m, tiles=tiles):
             _gemms(filters[first:last], v[first:last], channels, tiles, m[first:last],
                    n_filters, errors)
+
+        def inputs(c0, c1, v=v, row0=row0, row1=row1):
+            _input_transform(x, v, shape.pad, shape.tiles_h, tiles_w, row0, row1, c0, c1)
 
         def outputs(k0, k1, m=m, row0=row0, row1=row1):
             _output_transform(m, out, factors, shifts, code, shape.tiles_h, tiles_w, row0,
