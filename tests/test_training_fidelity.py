@@ -402,3 +402,90 @@ def test_maxpool_backward_loop_adds_in_darknets_order(size, stride, pad, numpy_c
     numpy_ops.maxpool_backward_add(delta, indexes, reference, size, stride, pad)
     np.testing.assert_array_equal(compiled, reference)
     assert compiled.sum(dtype=F64) == pytest.approx(delta.sum(dtype=F64), rel=1e-5)
+
+
+# ---------------------------------------------------------------- compiled training kernels
+def _darknet_maxpool_indexed(x, size, stride, pad, out_h, out_w):
+    """forward_maxpool_layer transcribed with its index: max = -FLT_MAX, max_i = -1, the
+    cells in order, `max_i = (val > max) ? index : max_i`, val = -FLT_MAX outside."""
+    batch, channels, height, width = x.shape
+    top = pad // 2
+    out = np.empty((batch, channels, out_h, out_w), np.float32)
+    indexes = np.empty((batch, channels, out_h, out_w), np.int64)
+    lowest = np.float32(-np.finfo(np.float32).max)
+    for b in range(batch):
+        for c in range(channels):
+            for i in range(out_h):
+                for j in range(out_w):
+                    best, best_index = lowest, -1
+                    for n in range(size):
+                        for m in range(size):
+                            row, col = i * stride + n - top, j * stride + m - top
+                            inside = 0 <= row < height and 0 <= col < width
+                            value = x[b, c, row, col] if inside else lowest
+                            if value > best:
+                                best = value
+                                best_index = ((b * channels + c) * height + row) * width + col
+                    out[b, c, i, j], indexes[b, c, i, j] = best, best_index
+    return out, indexes
+
+
+@pytest.mark.parametrize("shape,size,stride,pad", [
+    ((2, 3, 8, 8), 2, 2, 0), ((1, 4, 7, 9), 2, 2, 1), ((2, 2, 13, 13), 2, 1, 1),
+    ((1, 2, 9, 6), 3, 2, 2), ((1, 3, 6, 6), 3, 1, 4), ((2, 3, 5, 4), 1, 2, 0)])
+def test_training_maxpool_is_darknets_with_its_indexes(shape, size, stride, pad):
+    """The compiled training maxpool (values and the winners' indexes for the backward)
+    against forward_maxpool_layer transcribed, with ties (the first cell in order wins)
+    and NaN (never taken, as darknet's strict '>' gives)."""
+    if not numpy_ops._compiled():
+        pytest.skip("numba is not installed: the NumPy maxpool runs instead")
+    rng = np.random.default_rng(sum(shape) + size)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[..., ::3, ::2] = 0.0
+    x[rng.random(shape) < 0.1] = np.nan
+    out_h = (shape[2] + pad - size) // stride + 1
+    out_w = (shape[3] + pad - size) // stride + 1
+    got, got_indexes = numpy_ops.maxpool(x, size, stride, pad, out_h, out_w)
+    expected, expected_indexes = _darknet_maxpool_indexed(x, size, stride, pad, out_h, out_w)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got_indexes, expected_indexes)
+
+
+def test_compiled_sgd_step_rounds_as_numpy(monkeypatch):
+    """The compiled SGD step gives NumPy's whole-array float32 steps bit for bit (decay
+    on the weights, none on the biases)."""
+    if not numpy_ops._compiled():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(3)
+    for decay_term in (np.float32(-0.0005 * 64), None):
+        param = rng.standard_normal(300_001).astype(np.float32)
+        update = rng.standard_normal(300_001).astype(np.float32)
+        param_ref, update_ref = param.copy(), update.copy()
+        numpy_ops.sgd_step(param, update, np.float32(0.001 / 64), 0.9, decay_term)
+        if decay_term is not None:
+            update_ref += np.float32(decay_term) * param_ref
+        param_ref += np.float32(0.001 / 64) * update_ref
+        update_ref *= np.float32(0.9)
+        np.testing.assert_array_equal(param, param_ref)
+        np.testing.assert_array_equal(update, update_ref)
+
+
+@pytest.mark.parametrize("batch,groups", [(2, 1), (5, 2), (1, 1)])
+def test_backward_gemms_on_numba_threads_match_float64(monkeypatch, batch, groups):
+    """conv_backward_gemms with its GEMMs on numba's threads (cpu_kernels.fused_gemms)
+    and on the Python pool: both the float64 products within float32 rounding."""
+    from darknet_py.ops import cpu_kernels
+    rng = np.random.default_rng(batch * 10 + groups)
+    n, k, hw = 12, 27, 61
+    delta = rng.standard_normal((batch, groups, n, hw)).astype(np.float32)
+    cols = rng.standard_normal((batch, groups, k, hw)).astype(np.float32)
+    filters = rng.standard_normal((groups, n, k)).astype(np.float32)
+    weights_expected = np.einsum("bgnh,bgkh->gnk", delta.astype(np.float64), cols)
+    columns_expected = np.einsum("gnk,bgnh->bgkh", filters.astype(np.float64), delta)
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(cpu_kernels, "fused_gemms", lambda: None)
+        updates = np.zeros((groups, n, k), np.float32)
+        columns = numpy_ops.conv_backward_gemms(delta, cols, filters, updates, True)
+        assert np.abs(updates - weights_expected).max() < 1e-5 * np.abs(weights_expected).max()
+        assert np.abs(columns - columns_expected).max() < 1e-5 * np.abs(columns_expected).max()

@@ -240,6 +240,38 @@ def numba_threads():
     return _STATE["threads_pid"] == pid
 
 
+@kernel(parallel=True)
+def backward_gemm_tasks(sgemm, delta, cols, filters, totals, products, columns,
+                        input_columns, per_task):
+    """backward_convolutional_layer's GEMMs on numba's threads: task t takes images
+    [t*per_task, (t+1)*per_task) and sums their weight gradients delta[b, g] . cols[b, g]^T
+    in image order into totals[t, g] (each product into products[t] first, then added:
+    the float sums of NumPy's `total += product`); with input_columns, columns[b, g] =
+    W[g]^T . delta[b, g]. delta (B, G, n, hw), cols (B, G, k, hw), filters (G, n, k),
+    totals and products (tasks, G, n, k), columns (B, G, k, hw), all C-contiguous float32.
+    The caller adds the totals in task order."""
+    batch, groups, n, hw = delta.shape
+    k = cols.shape[2]
+    tasks = totals.shape[0]
+    for task in prange(tasks):
+        first = task * per_task
+        for image in range(first, min(batch, first + per_task)):
+            for group in range(groups):
+                target = totals[task, group] if image == first else products[task, group]
+                sgemm(101, 111, 112, n, k, hw, np.float32(1), delta[image, group].ctypes.data,
+                      hw, cols[image, group].ctypes.data, hw, np.float32(0),
+                      target.ctypes.data, k)
+                if image != first:
+                    total = totals[task, group].reshape(-1)
+                    product = target.reshape(-1)
+                    for i in range(total.shape[0]):
+                        total[i] += product[i]
+                if input_columns:
+                    sgemm(101, 112, 111, k, hw, n, np.float32(1),
+                          filters[group].ctypes.data, k, delta[image, group].ctypes.data, hw,
+                          np.float32(0), columns[image, group].ctypes.data, hw)
+
+
 def fused_gemms():
     """The cblas_sgemm kernels call, where kernels may run GEMMs on numba's threads (see
     numba_threads; NumPy's BLAS is OpenBLAS), else None."""

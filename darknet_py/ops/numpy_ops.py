@@ -15,7 +15,8 @@ import weakref
 import numpy as np
 
 from .. import activations
-from ..settings import BN_BACKWARD_EPSILON, BN_EPSILON, FLT_MAX, SECRET_NUM, import_numba
+from ..settings import (BN_BACKWARD_EPSILON, BN_EPSILON, FLT_MAX, SECRET_NUM, import_numba,
+                        thread_count)
 from . import cpu_kernels, winograd
 from .threads import for_blocks
 
@@ -379,6 +380,8 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
     """
     batch, channels, height, width = x.shape
     top = pad // 2
+    if want_indexes and _compiled() and x.dtype == F32:
+        return _maxpool_indexed(x, size, stride, top, out_h, out_w)
     bottom = max(0, (out_h - 1) * stride + size - top - height)
     right = max(0, (out_w - 1) * stride + size - top - width)
     if top or bottom or right:
@@ -587,7 +590,25 @@ def conv_backward_gemms(delta, cols, filters, weight_updates, input_columns, exa
                                                 exact)
         return matmul(transposed, delta, exact) if input_columns else None
     columns = np.empty((batch, groups) + cols.shape[2:], dtype=F32) if input_columns else None
-    from .cpu_kernels import blas_single_threaded
+    from .cpu_kernels import backward_gemm_tasks, blas_single_threaded, fused_gemms
+    sgemm = fused_gemms()
+    if sgemm is not None and all(a.dtype == F32 and a.flags.c_contiguous
+                                 for a in (delta, cols, filters)):
+        # the same split and sums as below, on numba's threads (no trip through Python
+        # per image): for_blocks' blocks of ceil(batch / (2 threads)) images
+        per_task = -(-batch // (2 * thread_count()))
+        tasks = -(-batch // per_task)
+        totals = np.empty((tasks,) + weight_updates.shape, dtype=F32)
+        products = np.empty(totals.shape if per_task > 1 else (1,) + weight_updates.shape,
+                            dtype=F32)
+        with blas_single_threaded() as alone:
+            if alone:
+                backward_gemm_tasks(sgemm, delta, cols, filters, totals, products,
+                                    columns if input_columns else totals, bool(input_columns),
+                                    per_task)
+                for total in totals:
+                    weight_updates += total
+                return columns
     totals = {}
 
     def work(start, stop):
@@ -768,6 +789,23 @@ def batchnorm_train_backward(delta, output, x, mean, variance, scales, bias_upda
     return delta
 
 
+def _maxpool_indexed(x, size, stride, top, out_h, out_w):
+    """maxpool with indexes as forward_maxpool_layer computes them, compiled: per output
+    the window's cells in row-major order, a cell outside the input counting as -FLT_MAX,
+    a cell winning only when strictly greater (index -1 when none does). The planes are
+    split across the pool's threads."""
+    batch, channels, height, width = x.shape
+    planes = batch * channels
+    source = np.ascontiguousarray(x).reshape(planes, height, width)
+    output = np.empty((planes, out_h, out_w), dtype=F32)
+    indexes = np.empty((planes, out_h, out_w), dtype=np.int64)
+    for_blocks(planes, height * width,
+               lambda start, stop: _maxpool_indexed_loop(source, output, indexes, size,
+                                                         stride, top, start, stop))
+    return (output.reshape(batch, channels, out_h, out_w),
+            indexes.reshape(batch, channels, out_h, out_w))
+
+
 def maxpool_backward(delta, indexes, input_shape, size, stride, pad):
     """Each output's delta goes to the input cell that won the max (accumulating).
     size, stride, pad: the window geometry (the GPU backend gathers with it; the indexes
@@ -803,6 +841,16 @@ def sgd_step(param, update, rate, momentum, decay_term=None):
     """darknet's update for one parameter array, in place, in float32:
     decay (weights only): update += (-decay*B) * param; then param += (lr/B) * update;
     update *= momentum. `rate` = lr/B and `decay_term` = -decay*B, rounded as darknet does."""
+    if _compiled() and param.dtype == update.dtype == F32 and param.flags.c_contiguous \
+            and update.flags.c_contiguous:
+        flat_param, flat_update = param.reshape(-1), update.reshape(-1)
+        decay = decay_term is not None
+        factor = F32(decay_term if decay else 0)
+        for_blocks(flat_param.size, 1,
+                   lambda start, stop: _sgd_loop(flat_param, flat_update, F32(rate),
+                                                 F32(momentum), factor, decay, start, stop),
+                   block_elements=1 << 18)
+        return
     if decay_term is not None:
         update += F32(decay_term) * param
     param += F32(rate) * update
@@ -1051,6 +1099,76 @@ def _col2im_loop(cols, image, size, stride, pad, out_h, out_w, start, stop):
                     offset = kx - pad
                     for ow in range(col_lo, col_hi):
                         line[ow * stride + offset] += source[base + ow]
+
+
+@_loop()
+def _maxpool_indexed_loop(x, output, indexes, size, stride, top, start, stop):
+    """forward_maxpool_layer over planes [start, stop) of x (planes, h, w); the index is
+    the cell's flat position in the whole input (plane * h*w + row * w + column)."""
+    height, width = x.shape[1], x.shape[2]
+    out_h, out_w = output.shape[1], output.shape[2]
+    lowest = F32(-FLT_MAX)
+    if size == 2 and stride == 2 and top == 0 and 2 * out_h <= height \
+            and 2 * out_w <= width:
+        # the usual 2x2/2 pool, every window inside: no bounds checks
+        for plane in range(start, stop):
+            base = plane * height * width
+            for i in range(out_h):
+                upper = x[plane, 2 * i]
+                lower = x[plane, 2 * i + 1]
+                out_row = output[plane, i]
+                index_row = indexes[plane, i]
+                first = base + 2 * i * width
+                for j in range(out_w):
+                    best = lowest
+                    best_index = -1
+                    value = upper[2 * j]
+                    if value > best:
+                        best = value
+                        best_index = first + 2 * j
+                    value = upper[2 * j + 1]
+                    if value > best:
+                        best = value
+                        best_index = first + 2 * j + 1
+                    value = lower[2 * j]
+                    if value > best:
+                        best = value
+                        best_index = first + width + 2 * j
+                    value = lower[2 * j + 1]
+                    if value > best:
+                        best = value
+                        best_index = first + width + 2 * j + 1
+                    out_row[j] = best
+                    index_row[j] = best_index
+        return
+    for plane in range(start, stop):
+        base = plane * height * width
+        for i in range(out_h):
+            for j in range(out_w):
+                best = lowest
+                best_index = -1
+                for n in range(size):
+                    row = i * stride - top + n
+                    for m in range(size):
+                        col = j * stride - top + m
+                        if 0 <= row < height and 0 <= col < width:
+                            value = x[plane, row, col]
+                            if value > best:
+                                best = value
+                                best_index = base + row * width + col
+                output[plane, i, j] = best
+                indexes[plane, i, j] = best_index
+
+
+@_loop()
+def _sgd_loop(param, update, rate, momentum, decay_term, decay, start, stop):
+    """sgd_step over elements [start, stop) of flat float32 arrays, each operation rounded
+    to float32 as NumPy's whole-array steps round them (the same values bit for bit)."""
+    for i in range(start, stop):
+        if decay:
+            update[i] += decay_term * param[i]
+        param[i] += rate * update[i]
+        update[i] *= momentum
 
 
 @_loop()
