@@ -66,6 +66,7 @@ def bench(cfg, batch=1, device="cpu", train=False, layers=False, runs=10, warmup
     result = {"cfg": cfg, "batch": batch, "device": str(device), "backend": ops.name,
               "width": net.width, "height": net.height, "bflops_per_image": net.bflops()}
     result["ceilings"] = machine_ceilings(ops, sync)
+    result["gemm_library"] = ops.gemm_library()
     # the first forward alone: what a process pays once (compiled kernels loaded from
     # numba's cache, or compiled on a machine that never ran them; filter transforms;
     # workspaces); the median below excludes it
@@ -196,7 +197,8 @@ def report(result, out):
           f"{result['backend']} ({result['device']}), {result['bflops_per_image']:.3f} BFLOPs "
           "per image", file=out)
     print(f"machine: GEMM {ceilings['gemm_gflops']:.1f} GFLOP/s, copy "
-          f"{ceilings['copy_gbs']:.1f} GB/s", file=out)
+          f"{ceilings['copy_gbs']:.1f} GB/s; GEMMs by {result.get('gemm_library', '?')}",
+          file=out)
     if "first_forward_seconds" in result:
         print(f"first forward (once per process): {result['first_forward_seconds'] * 1e3:.0f}"
               " ms", file=out)

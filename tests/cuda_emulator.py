@@ -391,7 +391,8 @@ def make_cupy():
     module.cuda = types.SimpleNamespace(
         Device=_Device, Event=_Event,
         get_elapsed_time=lambda start, end: (end.time - start.time) * 1000.0,
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+                                      runtimeGetVersion=lambda: 13000),
     )
     pool = _MemoryPool()
     module.get_default_memory_pool = lambda: pool

@@ -5,6 +5,7 @@ onnxruntime is) compare the same network. No speed is asserted: speed targets li
 docs/BENCHMARKS.md."""
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from conftest import ROOT
 from darknet_py import bench, plot
+from darknet_py.ops import numpy_ops
 from darknet_py.network import parse_network_cfg
 
 CFG = str(ROOT / "cfg/tiny-train-test.cfg")
@@ -45,6 +47,26 @@ def test_bench_figures_are_consistent():
     text = out.getvalue()
     assert "; backward " in text
     assert "inference:" in text and "training:" in text and "GEMM ceiling" in text
+    assert f"GEMMs by {numpy_ops.gemm_library()}" in text
+
+
+def test_bench_names_the_blas_kernels_in_use(monkeypatch):
+    """bench's machine line says which BLAS ran and, for OpenBLAS, which of its kernels:
+    the name OpenBLAS itself reports, which is the one OPENBLAS_CORETYPE forced if set
+    (some machines force slower kernels: docs/BENCHMARKS.md)."""
+    from darknet_py.ops import cpu_kernels
+    corename = cpu_kernels.openblas_corename()
+    if corename is None:
+        pytest.skip("NumPy's BLAS here is not OpenBLAS")
+    forced = os.environ.get("OPENBLAS_CORETYPE", "").strip()
+    if forced:   # OpenBLAS loaded with it (the environment was read at NumPy's import)
+        assert corename.lower() == forced.lower()
+        assert numpy_ops.gemm_library().endswith(
+            f", {corename} kernels (OPENBLAS_CORETYPE={forced})")
+    assert f", {corename} kernels" in numpy_ops.gemm_library()
+    assert numpy_ops.gemm_library().lower().startswith(("scipy-openblas", "openblas"))
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert numpy_ops.gemm_library().endswith(f", {corename} kernels")
 
 
 def test_random_weights_give_finite_outputs():

@@ -179,6 +179,25 @@ def _openblas_threads():
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def openblas_corename():
+    """The kernels NumPy's OpenBLAS runs ('SkylakeX', 'Haswell', ...), or None (another
+    BLAS). OpenBLAS picks them from the CPU when it is loaded, unless OPENBLAS_CORETYPE
+    names others (some machines set it: docs/BENCHMARKS.md)."""
+    for path in _openblas_paths():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                function = getattr(library, f"{prefix}_get_corename{suffix}", None)
+                if function is not None:
+                    function.argtypes, function.restype = [], ctypes.c_char_p
+                    return function().decode(errors="replace")
+    return None
+
+
 def _openblas_paths():
     """The OpenBLAS libraries loaded in this process (NumPy's), from /proc/self/maps."""
     try:

@@ -141,6 +141,10 @@ class CupyOps:
         """Wait for the device's queued work (timings: darknet_py.bench, scripts/gpu_check.py)."""
         self.cp.cuda.Device(self.device).synchronize()
 
+    def gemm_library(self):
+        """cuBLAS, with the CUDA runtime's version as CuPy reports it."""
+        return f"cuBLAS (CUDA runtime {self.cp.cuda.runtime.runtimeGetVersion()})"
+
     def peak_device_bytes(self):
         """Device memory held by CuPy's pool (it keeps what it once needed: about the peak)."""
         return self.cp.get_default_memory_pool().total_bytes()

@@ -20,6 +20,8 @@ class Backend(Protocol):
     def zeros(self, shape: Tuple[int, ...]) -> Array: ...
     def synchronize(self) -> None:
         """Wait for queued work (timings)."""
+    def gemm_library(self) -> str:
+        """What runs the GEMMs, for bench's report (numpy: OpenBLAS and its kernels)."""
     def peak_device_bytes(self) -> Optional[int]:
         """Device memory held at the peak; None on the CPU."""
     def count_non_finite(self, x: Array) -> int:

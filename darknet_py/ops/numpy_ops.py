@@ -9,6 +9,7 @@ Arrays are NCHW float32. A layer never calls numpy directly for numerics: it cal
 and the CuPy backend provides the same names.
 """
 import functools
+import os
 import threading
 import weakref
 
@@ -36,6 +37,20 @@ def to_host(array):
 
 def synchronize():
     """Nothing is queued on the CPU."""
+
+
+def gemm_library():
+    """NumPy's BLAS as its build names it, with OpenBLAS's kernels for this CPU and the
+    OPENBLAS_CORETYPE that forced them, if one did."""
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    text = f"{blas.get('name', 'unknown BLAS')} {blas.get('version', '')}".strip()
+    corename = cpu_kernels.openblas_corename()
+    if corename:
+        text += f", {corename} kernels"
+        forced = os.environ.get("OPENBLAS_CORETYPE", "").strip()
+        if forced:
+            text += f" (OPENBLAS_CORETYPE={forced})"
+    return text
 
 
 def peak_device_bytes():
