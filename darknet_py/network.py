@@ -4,6 +4,7 @@ The network owns the layers in cfg order, the backend, `seen` and the weights fi
 header; it runs them (forward, backward, update) by handing each layer a Step, and it
 places their arrays (host or backend memory) by walking the layers' parameter tables.
 """
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,7 +240,12 @@ class Network:
                     rng=self.rng)
 
     def forward(self, x):
-        """Run every layer on a float32 (batch, c, h, w) array; returns the network output."""
+        """Run every layer on a float32 (batch, c, h, w) array; returns the network output.
+
+        As in darknet, each layer's `output` is its own array, rewritten by the next
+        forward (in plain inference the layers write into their previous output arrays:
+        Step.reuse_outputs); the array returned is the output layer's, which is new
+        every time, so a caller may keep it."""
         expected = (self.channels, self.height, self.width)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise DarknetError(f"{self.path}: input of shape {tuple(x.shape)} does not fit the "
@@ -247,14 +253,22 @@ class Network:
                                f"{expected[2]})")
         self.ensure_initialized()
         step = self.step()
+        reusing = dataclasses.replace(step, reuse_outputs=True)
+        last = self.output_layer()
         x = self.ops.to_device(x)
         if self.ops.count_non_finite(x):
             log.warn(f"{self.path}: the input holds NaN or infinite values")
         # darknet_py says what went non-finite itself: no numpy RuntimeWarnings
         with np.errstate(all="ignore"):
             for layer in self.layers:
-                x = layer.forward(x, step)
-        output = self.output_layer().output
+                x = layer.forward(x, step if layer is last else reusing)
+        output = last.output
+        share = self.ops.xp.may_share_memory
+        if any(layer is not last and layer.output is not None and share(output, layer.output)
+               for layer in self.layers):
+            # an output layer that hands on an earlier layer's array (a one-input route,
+            # dropout): that array is rewritten by the next forward, the caller's is not
+            output = output.copy()
         if self.ops.count_non_finite(output):
             problem = self.first_non_finite()
             where = "" if problem is None else \

@@ -387,6 +387,7 @@ def make_cupy():
     for name in ("matmul", "concatenate", "where", "broadcast_to", "stack", "isfinite",
                  "count_nonzero"):
         module.__dict__[name] = _routine(name)
+    module.may_share_memory = np.may_share_memory   # cupy.may_share_memory: bounds only
     module.RawModule = RawModule
     module.cuda = types.SimpleNamespace(
         Device=_Device, Event=_Event,

@@ -482,3 +482,64 @@ def test_a_child_forked_after_parallel_kernels_runs_them_on_the_pool():
     answer = os.read(read, 16)
     os.close(read)
     assert os.WIFEXITED(status) and answer == b"same"
+
+
+def test_inference_writes_into_the_previous_outputs_and_returns_a_new_array(tmp_path):
+    """Plain inference writes each layer's output into the array of its previous forward
+    (Step.reuse_outputs, darknet's l.output allocated once), with the same values as a
+    network that never ran before; the network's output is a new array every forward,
+    so one the caller kept is not overwritten."""
+    net = random_network(tmp_path, 32)
+    rng = np.random.default_rng(7)
+    first_input, second_input = (rng.random((1, 3, 32, 32), dtype=F32) for _ in range(2))
+    first = net.forward(first_input)
+    kept = first.copy()
+    before = [layer.output for layer in net.layers]
+    second = net.forward(second_input)
+    np.testing.assert_array_equal(first, kept)
+    assert second is not first
+    reused = [layer.index for layer, array in zip(net.layers, before)
+              if layer.output is array]
+    assert reused == [layer.index for layer in net.layers[:-1]
+                      if layer.type in ("convolutional", "maxpool")]
+    fresh = random_network(tmp_path, 32)   # the same weights, no earlier forward
+    np.testing.assert_array_equal(second, fresh.forward(second_input))
+    for mine, theirs in zip(net.layers, fresh.layers):
+        np.testing.assert_array_equal(mine.output, theirs.output)
+    # another batch size: new arrays of the new shape
+    batch_of_two = rng.random((2, 3, 32, 32), dtype=F32)
+    third = net.forward(batch_of_two)
+    assert net.layers[0].output.shape[0] == 2 and net.layers[0].output is not before[0]
+    np.testing.assert_array_equal(third, random_network(tmp_path, 32).forward(batch_of_two))
+
+
+def test_an_output_layer_that_hands_on_an_earlier_array_returns_a_copy(tmp_path):
+    """[dropout] at inference passes its input array on: the network's output would be
+    the last convolution's array, which the next forward rewrites. forward copies it."""
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text(NETWORK.format(side=24) + "\n[dropout]\nprobability=.5\n")
+    from darknet_py.bench import random_network as bench_network
+    net = bench_network(str(cfg), batch=1)
+    rng = np.random.default_rng(8)
+    first = net.forward(rng.random((1, 3, 24, 24), dtype=F32))
+    kept = first.copy()
+    assert not np.shares_memory(first, net.layers[-2].output)
+    second = net.forward(rng.random((1, 3, 24, 24), dtype=F32))
+    np.testing.assert_array_equal(first, kept)
+    assert not np.array_equal(first, second)
+
+
+def test_output_array_takes_only_a_buffer_the_kernels_may_overwrite():
+    source = np.zeros((2, 4, 6, 6), dtype=F32)
+    good = np.empty((2, 8, 6, 6), dtype=F32)
+    assert cpu_kernels.output_array(good, (2, 8, 6, 6), source) is good
+    read_only = np.empty((2, 8, 6, 6), dtype=F32)
+    read_only.flags.writeable = False
+    rejected = [None, np.empty((2, 8, 6, 6), dtype=F64), np.empty((2, 8, 6, 7), dtype=F32),
+                np.empty((2, 8, 6, 12), dtype=F32)[..., ::2], read_only,
+                source.reshape(2, 4, 6, 6)]   # (the input itself, of its own shape)
+    shapes = [(2, 8, 6, 6)] * 5 + [(2, 4, 6, 6)]
+    for out, shape in zip(rejected, shapes):
+        made = cpu_kernels.output_array(out, shape, source)
+        assert made is not out and made.shape == shape and made.dtype == F32
+        assert made.flags.c_contiguous and not np.shares_memory(made, source)

@@ -84,6 +84,16 @@ class Layer:
     # region layer's IoU, recall...); the trainer prints them.
     stats = None
 
+    def reusable_output(self, step, shape):
+        """The array of this layer's previous output, for an op to write the new one
+        into (an `out=` argument), when step.reuse_outputs and it has `shape`; else None
+        (the op allocates). Whether the array suits the backend is the op's to check."""
+        previous = self.output
+        if step.reuse_outputs and previous is not None and \
+                tuple(previous.shape) == tuple(shape):
+            return previous
+        return None
+
     def forward(self, x, step):
         raise NotImplementedError
 

@@ -99,9 +99,11 @@ class ConvolutionalLayer(WeightedLayer):
                                                    self.scales, self.biases)
             else:
                 factor, shift = None, self.biases
+            out = self.reusable_output(step, (batch, self.n_filters, self.out_h, self.out_w))
             self.output = ops.conv2d_inference(x, self.weights, self.size, self.stride,
                                                self.padding, groups, self.out_h,
-                                               self.out_w, factor, shift, self.activation)
+                                               self.out_w, factor, shift, self.activation,
+                                               out)
             return self.output
         # training or exact: the weights may change in place after this (SGD), so what
         # an inference forward derived from them is dropped

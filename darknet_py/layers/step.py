@@ -20,6 +20,10 @@ class Step:
     truth: Optional[Any] = None     # (batch, truth size) in the backend's memory, training
     seen: int = 0
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    # plain inference may write a layer's output into the array its previous forward
+    # returned, as darknet allocates l.output once: no fresh pages to fault in every
+    # forward. The network leaves it off for its output layer, whose array it returns.
+    reuse_outputs: bool = False
 
     @property
     def fast(self):

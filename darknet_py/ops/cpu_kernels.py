@@ -156,6 +156,20 @@ def parallel_tasks(length, elements_per_item):
     return max(1, min(length, TASKS_PER_THREAD * thread_count()))
 
 
+# ---------------------------------------------------------------- output arrays
+def output_array(out, shape, source):
+    """`out` when an inference kernel may write a result of `shape` into it: a writable,
+    C-contiguous float32 NumPy array of that shape that shares no memory with `source`
+    (the input); else a new array. Layers pass their previous output (layers.base
+    reusable_output): a fresh 10-180 MB array per layer and forward costs its page
+    faults, and more after an idle moment, when other processes took the free pages."""
+    if isinstance(out, np.ndarray) and out.shape == tuple(shape) and \
+            out.dtype == np.float32 and out.flags.c_contiguous and out.flags.writeable \
+            and not np.may_share_memory(out, source):
+        return out
+    return np.empty(shape, dtype=np.float32)
+
+
 # ---------------------------------------------------------------- BLAS threads
 @functools.lru_cache(maxsize=None)
 def _openblas_threads():
@@ -438,12 +452,13 @@ def _maxpool_tasks(x, out, size, stride, top, inside, tasks):
             _maxpool_planes(x, out, size, stride, top, p0, p1)
 
 
-def maxpool(x, size, stride, pad, out_h, out_w):
+def maxpool(x, size, stride, pad, out_h, out_w, out=None):
     """darknet's maxpool values of x (B, C, H, W) float32, the planes split between
-    numba's threads."""
+    numba's threads; into `out` where it suits (output_array)."""
     batch, channels, height, width = x.shape
     planes = np.ascontiguousarray(x).reshape(batch * channels, height, width)
-    out = np.empty((batch * channels, out_h, out_w), dtype=np.float32)
+    result = output_array(out, (batch, channels, out_h, out_w), planes)
+    out = result.reshape(batch * channels, out_h, out_w)
     top = pad // 2
     inside = (size == 2 and stride == 2 and top == 0 and 2 * out_h <= height
               and 2 * out_w <= width)
@@ -459,7 +474,7 @@ def maxpool(x, size, stride, pad, out_h, out_w):
             work = functools.partial(_maxpool_planes, planes, out, size, stride, top)
         for_blocks(batch * channels, height * width, work,
                    block_elements=task_elements(batch * channels, height * width))
-    return out.reshape(batch, channels, out_h, out_w)
+    return result
 
 
 # ---------------------------------------------------------------- GEMM + tail by tasks
@@ -624,7 +639,21 @@ def _rgb_rows(padded, filters, factors, shifts, code, out, r0, r1):
                 _rgb_row_loop(target, rows, w, factors[k], shifts[k], code, out_w)
 
 
-def rgb_conv3x3(x, weights, pad, factors, shifts, code):
+_padded = threading.local()
+
+
+def _zero_bordered(shape, pad, inner_h, inner_w):
+    """This thread's padded-input array of `shape` whose cells outside the inner window
+    (rows pad..pad+inner_h, columns pad..pad+inner_w) are zero: kept from the last call
+    with the same geometry, whose copy wrote only the inner window (the next forward's
+    input then costs no fresh pages), else new zeros."""
+    key = (shape, pad, inner_h, inner_w)
+    if getattr(_padded, "key", None) != key:
+        _padded.key, _padded.array = key, np.zeros(shape, dtype=np.float32)
+    return _padded.array
+
+
+def rgb_conv3x3(x, weights, pad, factors, shifts, code, out=None):
     """The 3x3 stride-1 convolution of a 3-channel x (B, 3, H, W) with weights (K, 3, 3,
     3), then y*factors + shifts and activation `code` (FUSED_ACTIVATIONS), computed
     directly: a network's first layer, where Winograd's transforms cost more than its
@@ -633,10 +662,10 @@ def rgb_conv3x3(x, weights, pad, factors, shifts, code):
     batch, channels, height, width = x.shape
     out_h, out_w = height + 2 * pad - 2, width + 2 * pad - 2
     # one padded copy (2 MB for 416x416): the row loop then needs no edge cases
-    padded = np.zeros((batch, channels, out_h + 2, out_w + 2), dtype=np.float32)
     inner_h, inner_w = min(height, out_h + 2 - pad), min(width, out_w + 2 - pad)
+    padded = _zero_bordered((batch, channels, out_h + 2, out_w + 2), pad, inner_h, inner_w)
     padded[:, :, pad:pad + inner_h, pad:pad + inner_w] = x[:, :, :inner_h, :inner_w]
-    out = np.empty((batch, weights.shape[0], out_h, out_w), dtype=np.float32)
+    out = output_array(out, (batch, weights.shape[0], out_h, out_w), x)
     filters = np.ascontiguousarray(weights, dtype=np.float32).reshape(weights.shape[0], 27)
     rows, per_row = batch * out_h, weights.shape[0] * 27 * out_w
     if numba_threads():

@@ -194,10 +194,11 @@ class CupyOps:
         return out
 
     def conv2d_inference(self, x, weights, size, stride, pad, groups, out_h, out_w, factor,
-                         shift, activation):
+                         shift, activation, out=None):
         """im2col + cuBLAS GEMM, then scale_shift_activate: the layer's training/exact
         forward with the fast tail (numpy_ops.conv2d_inference's values; no Winograd on
-        the GPU). darknet skips im2col for every 1x1 kernel."""
+        the GPU). darknet skips im2col for every 1x1 kernel. `out` is not used: CuPy's
+        memory pool hands back the blocks freed by the last forward without a fault."""
         batch, channels, height, width = x.shape
         hw = out_h * out_w
         if size == 1:
@@ -305,7 +306,7 @@ class CupyOps:
                       i32(stride), i32(pad), i32(out_h), i32(out_w), out, indexes))
         return out, (indexes if want_indexes else None)
 
-    def maxpool_inference(self, x, size, stride, pad, out_h, out_w):
+    def maxpool_inference(self, x, size, stride, pad, out_h, out_w, out=None):
         return self.maxpool(x, size, stride, pad, out_h, out_w, want_indexes=False)[0]
 
     def maxpool_backward(self, delta, indexes, input_shape, size, stride, pad):

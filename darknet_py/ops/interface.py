@@ -41,11 +41,13 @@ class Backend(Protocol):
         input_columns W^T . delta (B, G, k, hw); exact: darknet's per-image order."""
     def conv2d_inference(self, x: Array, weights: Array, size: int, stride: int, pad: int,
                          groups: int, out_h: int, out_w: int, factor: Optional[Array],
-                         shift: Array, activation: str) -> Array:
+                         shift: Array, activation: str, out: Optional[Array] = None) -> Array:
         """A convolutional layer's plain-inference forward: the convolution, then
         y*factor + shift per filter (factor None: + shift) and activate(fast=True), by
         whatever formulation is fastest for the shape (numpy: Winograd or im2col + GEMM);
-        may keep data derived from `weights` until forget_conv_weights."""
+        may keep data derived from `weights` until forget_conv_weights. out: an array
+        of the result's shape the backend may write the result into instead of
+        allocating one (it checks that out suits it); the result is returned either way."""
     def forget_conv_weights(self, weights: Array) -> None:
         """Drop what conv2d_inference derived from `weights` (they are about to change)."""
 
@@ -87,8 +89,9 @@ class Backend(Protocol):
                 want_indexes: bool = True) -> Tuple[Array, Optional[Array]]:
         """The output and, when wanted (training), the winners' flat input indexes."""
     def maxpool_inference(self, x: Array, size: int, stride: int, pad: int, out_h: int,
-                          out_w: int) -> Array:
-        """maxpool's values (no indexes), the same bits, by the fastest path."""
+                          out_w: int, out: Optional[Array] = None) -> Array:
+        """maxpool's values (no indexes), the same bits, by the fastest path; out as in
+        conv2d_inference."""
     def maxpool_backward(self, delta: Array, indexes: Array, input_shape: Sequence[int],
                          size: int, stride: int, pad: int) -> Array: ...
     def maxpool_backward_add(self, delta: Array, indexes: Array, input_delta: Array,

@@ -202,7 +202,7 @@ def _conv_strategy(x_shape, weights_shape, size, stride, pad, groups):
 
 
 def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor, shift,
-                     activation):
+                     activation, out=None):
     """A convolutional layer's inference forward: x (B, C, H, W) convolved with weights
     (K, C/groups, size, size), then y*factor + shift per filter (factor None: + shift
     only, as add_bias) and the activation with activate(fast=True)'s arithmetic.
@@ -211,7 +211,11 @@ def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor
     alive; meanwhile the array is made read-only, so that an in-place change cannot go
     unnoticed (it raises instead of running on stale filters). forget_conv_weights makes
     it writable again: the layer calls it in every training or exact forward, before SGD
-    updates the weights in place. Replacing the array (load_weights) starts afresh."""
+    updates the weights in place. Replacing the array (load_weights) starts afresh.
+
+    out (the layer's previous output, in plain inference) is written into where it is a
+    float32 C-contiguous array of the result's shape that x does not overlap
+    (cpu_kernels.output_array); the im2col path, for other shapes, allocates."""
     strategy = _conv_strategy(x.shape, weights.shape, size, stride, pad, groups)
     n_filters = weights.shape[0]
     if strategy == "im2col" or x.dtype != F32:
@@ -222,10 +226,10 @@ def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor
     shifts = np.ascontiguousarray(shift, dtype=F32)
     if strategy == "winograd":
         out, activated = winograd.conv3x3(x, _transformed_filters(weights), pad, factors,
-                                          shifts, activation, for_blocks)
+                                          shifts, activation, for_blocks, out)
     elif strategy == "direct":
         code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
-        out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code)
+        out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code, out)
         activated = activation in cpu_kernels.FUSED_ACTIVATIONS
     else:
         cols = _conv_columns(x, size, stride, pad, out_h, out_w)
@@ -234,14 +238,14 @@ def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor
             return scale_shift_activate(_conv_im2col(x, weights, size, stride, pad, groups,
                                                      out_h, out_w), factor, shift,
                                         activation)
-        out = np.empty((x.shape[0], n_filters, out_h * out_w), dtype=F32)
+        result = cpu_kernels.output_array(out, (x.shape[0], n_filters, out_h, out_w), x)
+        out = result.reshape(x.shape[0], n_filters, out_h * out_w)
         code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
         if not cpu_kernels.gemm_tail(filters, cols, out, factors, shifts, code, for_blocks):
             # a BLAS whose threads cannot be set: one threaded GEMM call, then the tail
             out[...] = matmul(filters, cols)
-            return scale_shift_activate(out.reshape(x.shape[0], n_filters, out_h, out_w),
-                                        factor, shift, activation)
-        out = out.reshape(x.shape[0], n_filters, out_h, out_w)
+            return scale_shift_activate(result, factor, shift, activation)
+        out = result
         activated = activation in cpu_kernels.FUSED_ACTIVATIONS
     if not activated:
         scale_shift_activate(out, None, np.zeros(n_filters, dtype=F32), activation)
@@ -443,12 +447,12 @@ def maxpool(x, size, stride, pad, out_h, out_w, want_indexes=True):
     return output, indexes
 
 
-def maxpool_inference(x, size, stride, pad, out_h, out_w):
+def maxpool_inference(x, size, stride, pad, out_h, out_w, out=None):
     """maxpool's values without the indexes, for plain inference: one compiled pass
     (ops/cpu_kernels.py: darknet's window order and strict '>', so the same values bit for
     bit as maxpool(); tests/test_fast_conv.py), or maxpool() itself without numba."""
     if FAST_CONV and x.dtype == F32 and cpu_kernels.compiled():
-        return cpu_kernels.maxpool(x, size, stride, pad, out_h, out_w)
+        return cpu_kernels.maxpool(x, size, stride, pad, out_h, out_w, out)
     return maxpool(x, size, stride, pad, out_h, out_w, want_indexes=False)[0]
 
 

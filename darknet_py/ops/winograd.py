@@ -25,7 +25,8 @@ import threading
 import numpy as np
 
 from .cpu_kernels import (FUSED_ACTIVATIONS, activated, blas_single_threaded, compiled,
-                          fused_gemms, gemm_rows, kernel, parallel_tasks, task_elements)
+                          fused_gemms, gemm_rows, kernel, output_array, parallel_tasks,
+                          task_elements)
 from ..settings import thread_count
 
 prange = range   # numba.prange in the kernels marked parallel, once compiled
@@ -288,12 +289,13 @@ def _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row
                 lower[out_w - 1] = y10
 
 
-def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks):
+def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None):
     """The 3x3 stride-1 convolution of x (B, C, H, W) float32 with U = filters (16, K, C)
     (transform_filters), padding `pad`, then y*factors + shifts per filter and the
     activation when it is in FUSED_ACTIVATIONS (otherwise the caller activates: the
     second value returned is False). for_blocks(length, per_item, work, block_elements)
-    runs work(start, stop) over ranges of items on the backend's thread pool.
+    runs work(start, stop) over ranges of items on the backend's thread pool. The result
+    goes into `out` where it suits (cpu_kernels.output_array).
 
     Two ways to split the work between threads, both taking tasks from one queue:
     - large maps with small filters (U within BAND_FILTER_BYTES, 16-64 -> 32-128
@@ -316,7 +318,7 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks):
     shape = _Shape(batch, channels, n_filters, height + 2 * pad - 2, width + 2 * pad - 2,
                    pad)
     code = FUSED_ACTIVATIONS.get(activation, 0)
-    out = np.empty((batch, n_filters, shape.out_h, shape.out_w), dtype=F32)
+    out = output_array(out, (batch, n_filters, shape.out_h, shape.out_w), x)
     sgemm = fused_gemms()
     with blas_single_threaded() as own_gemms:
         banded = own_gemms and shape.tiles >= BAND_MIN_TILES * 4 \
