@@ -318,14 +318,21 @@ class Network:
         step = self.step(train=True, truth=ops.to_device(truth))
         x = ops.to_device(x)
         for layer in self.layers:
-            # darknet zeroes every delta before the layer's forward (which may set it)
+            # darknet zeroes every delta before the layer's forward (which may set it),
+            # in the array it allocated once: the last step's is zeroed and kept where
+            # it is the layer's own and of the same shape (no fresh pages every step)
+            own = None if layer.delta_is_input_delta else layer.delta
             layer.delta, layer.stats = None, None
             previous = self.layers[layer.index - 1] if layer.index else None
             x = layer.forward(x, step)
             if layer.delta_is_input_delta:
                 layer.delta = previous.delta if previous is not None else None
             elif layer.delta is None:
-                layer.delta = ops.zeros(layer.output.shape)
+                if own is not None and tuple(own.shape) == tuple(layer.output.shape):
+                    own.fill(0)
+                    layer.delta = own
+                else:
+                    layer.delta = ops.zeros(layer.output.shape)
         costs = [layer.cost for layer in self.layers if layer.has_cost]
         self.statistics += [layer.stats for layer in self.layers if layer.stats is not None]
         self.backward(step, run_backward)

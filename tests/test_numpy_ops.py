@@ -125,3 +125,32 @@ def test_matmul_takes_transposed_views_without_copying():
     np.testing.assert_allclose(ops.matmul(transposed, b.transpose(0, 2, 1)),
                                np.ascontiguousarray(transposed)
                                @ np.ascontiguousarray(b.transpose(0, 2, 1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((16, 27), (2, 27, 12000)),          # a thin first layer: bands of columns
+    ((1, 300, 200), (2, 1, 200, 169)),   # 13x13: bands of rows
+    ((2, 40, 72), (3, 2, 72, 1500)),     # grouped, three images
+])
+def test_large_gemms_on_numba_threads(monkeypatch, a_shape, b_shape):
+    """matmul's large float32 GEMMs run on numba's threads in bands (_team_matmul,
+    cpu_kernels.sliced_gemms), within float32 GEMM rounding of float64 (OpenBLAS's
+    AVX-512 kernels give its threaded GEMM's values bit for bit, its Haswell kernels,
+    whose threaded and single-threaded GEMMs already differ, do not); small ones and
+    other layouts are left to NumPy."""
+    from darknet_py.ops import cpu_kernels
+    if cpu_kernels.fused_gemms() is None:
+        pytest.skip("no OpenBLAS sgemm for numba's threads here")
+    monkeypatch.setenv("DARKNET_PY_THREADS", "2")
+    rng = np.random.default_rng(sum(a_shape))
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    team = ops._team_matmul(a, b)
+    assert team is not None and team.shape == np.matmul(a, b).shape
+    reference = np.matmul(a.astype(np.float64), b)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b)   # the sum of |terms| per entry
+    assert (np.abs(team - reference) <= 1e-6 * scale).all()
+    np.testing.assert_array_equal(ops.matmul(a, b), team)   # the path matmul takes
+    assert ops._team_matmul(a[..., :2, :], b) is None               # small
+    assert ops._team_matmul(a, b.astype(np.float64)) is None        # not float32
+    assert ops._team_matmul(a, np.swapaxes(b, -1, -2).copy().swapaxes(-1, -2)) is None

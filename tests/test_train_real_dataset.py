@@ -38,9 +38,12 @@ def test_raccoon_trains_and_detects(tmp_path):
     assert len(losses) == ITERATIONS and all(np.isfinite(losses))
     first, last = np.mean(losses[:30]), np.mean(losses[-30:])
     assert last < 0.3 * first, f"loss fell only from {first:.2f} to {last:.2f}"
-    # steadily: each block of 50 iterations ends lower on average than the block before
-    blocks = [np.mean(losses[i:i + 50]) for i in range(0, ITERATIONS, 50)]
-    assert all(b < a * 1.05 for a, b in zip(blocks, blocks[1:])), blocks
+    # steadily: each block of 100 iterations lower on average than the block before.
+    # (Blocks of 50 were too short: training on 16 images amplifies a last-bit change of
+    # the float sums - OpenBLAS's threaded GEMM against its single-threaded bands - into
+    # a different trajectory, and one such run had 3.00 then 3.42 in its last two.)
+    blocks = [np.mean(losses[i:i + 100]) for i in range(0, ITERATIONS, 100)]
+    assert all(b < a for a, b in zip(blocks, blocks[1:])), blocks
 
     net = darknet_py.load_network(str(ROOT / "cfg/tiny-train-test.cfg"), final, batch=1)
     found = total = 0

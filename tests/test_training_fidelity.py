@@ -489,3 +489,57 @@ def test_backward_gemms_on_numba_threads_match_float64(monkeypatch, batch, group
         columns = numpy_ops.conv_backward_gemms(delta, cols, filters, updates, True)
         assert np.abs(updates - weights_expected).max() < 1e-5 * np.abs(weights_expected).max()
         assert np.abs(columns - columns_expected).max() < 1e-5 * np.abs(columns_expected).max()
+
+
+@pytest.mark.parametrize("batch,groups,hw", [(2, 1, 61), (3, 2, 50), (2, 1, 700)])
+def test_backward_gemms_for_big_weights_in_slices(monkeypatch, batch, groups, hw):
+    """Big weight matrices take their backward GEMMs in slices on numba's threads, the
+    weight gradients added by the GEMM itself image after image (backward_gemm_slices):
+    within float32 rounding of float64, and the input delta's columns W^T . delta; the
+    same values on a second call (the images' sums in one fixed order)."""
+    from darknet_py.ops import cpu_kernels
+    if cpu_kernels.fused_gemms() is None:
+        pytest.skip("no OpenBLAS sgemm for numba's threads here")
+    monkeypatch.setattr(numpy_ops, "BACKWARD_SLICED_WEIGHTS", 1)
+    called = []
+    real = cpu_kernels.backward_gemm_slices
+    monkeypatch.setattr(cpu_kernels, "backward_gemm_slices",
+                        lambda *args: called.append(1) or real(*args))
+    rng = np.random.default_rng(batch * 100 + hw)
+    n, k = 37, 45
+    delta = rng.standard_normal((batch, groups, n, hw)).astype(np.float32)
+    cols = rng.standard_normal((batch, groups, k, hw)).astype(np.float32)
+    filters = rng.standard_normal((groups, n, k)).astype(np.float32)
+    start = rng.standard_normal((groups, n, k)).astype(np.float32)
+    updates = start.copy()
+    columns = numpy_ops.conv_backward_gemms(delta, cols, filters, updates, True)
+    assert called
+    weights_expected = start + np.einsum("bgnh,bgkh->gnk", delta.astype(F64), cols)
+    columns_expected = np.einsum("gnk,bgnh->bgkh", filters.astype(F64), delta)
+    assert np.abs(updates - weights_expected).max() < 1e-5 * np.abs(weights_expected).max()
+    assert np.abs(columns - columns_expected).max() < 1e-5 * np.abs(columns_expected).max()
+    # without input columns only the weight gradients
+    again = start.copy()
+    assert numpy_ops.conv_backward_gemms(delta, cols, filters, again, False) is None
+    np.testing.assert_array_equal(again, updates)
+
+
+def test_training_zeroes_and_keeps_each_layers_delta_array():
+    """Each minibatch zeroes every layer's delta in the array it had (darknet's l.delta,
+    allocated once) instead of a new one, with the gradients a new zeroed array gives."""
+    x, truth = batch(make_net())
+    kept, fresh = make_net(), make_net()
+    for net in (kept, fresh):
+        net.options.learning_rate = 0.0
+        net.train_step(x, truth)
+    arrays = [layer.delta for layer in kept.layers]
+    for layer in fresh.layers:
+        layer.delta = None   # nothing to keep: new zeroed arrays
+    _, kept_deltas, kept_grads = run_ours(kept, x, truth)
+    _, fresh_deltas, fresh_grads = run_ours(fresh, x, truth)
+    assert any(layer.delta is array for layer, array in zip(kept.layers, arrays)
+               if layer.type == "convolutional")
+    for key in fresh_grads:
+        np.testing.assert_array_equal(kept_grads[key], fresh_grads[key])
+    for key in fresh_deltas:
+        np.testing.assert_array_equal(kept_deltas[key], fresh_deltas[key])

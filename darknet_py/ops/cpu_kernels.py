@@ -305,6 +305,70 @@ def backward_gemm_tasks(sgemm, delta, cols, filters, totals, products, columns,
                           np.float32(0), columns[image, group].ctypes.data, hw)
 
 
+@kernel(parallel=True)
+def sliced_gemms(sgemm, a, b, out, a_index, parts, by_rows):
+    """out[p] = a[a_index[p]] @ b[p] for every p, a (Pa, M, K), b (P, K, N), out (P, M, N)
+    C-contiguous float32, on numba's threads: each task one of `parts` bands of out[p]'s
+    rows (by_rows) or columns, one single-threaded OpenBLAS call. The GEMM's own threads
+    would spin ~0.1 s after it (OpenBLAS's thread timeout) beside ours."""
+    pairs, m, k = out.shape[0], a.shape[1], a.shape[2]
+    n = out.shape[2]
+    per_part = -(-(m if by_rows else n) // parts)
+    for task in prange(pairs * parts):
+        pair, part = task // parts, task % parts
+        start = part * per_part
+        if by_rows:
+            count = min(m, start + per_part) - start
+            if count > 0:
+                sgemm(101, 111, 111, count, n, k, np.float32(1),
+                      a[a_index[pair]].ctypes.data + 4 * start * k, k,
+                      b[pair].ctypes.data, n, np.float32(0),
+                      out[pair].ctypes.data + 4 * start * n, n)
+        else:
+            count = min(n, start + per_part) - start
+            if count > 0:
+                sgemm(101, 111, 111, m, count, k, np.float32(1),
+                      a[a_index[pair]].ctypes.data, k,
+                      b[pair].ctypes.data + 4 * start, n, np.float32(0),
+                      out[pair].ctypes.data + 4 * start, n)
+
+
+@kernel(parallel=True)
+def backward_gemm_slices(sgemm, delta, cols, filters, weight_updates, columns,
+                         input_columns, tasks):
+    """backward_convolutional_layer's GEMMs for big weight matrices on numba's threads,
+    each task a slice of the results: tasks [0, tasks) a band of the filters' rows of
+    weight_updates[g] += delta[b, g] . cols[b, g]^T, added by the GEMM itself (beta = 1)
+    image after image; with input_columns tasks [tasks, 2 tasks) a band of the rows of
+    columns[b, g] = W[g]^T . delta[b, g]. No product arrays, and each thread streams its
+    half of the weights. delta (B, G, n, hw), cols and columns (B, G, k, hw), filters and
+    weight_updates (G, n, k), all C-contiguous float32."""
+    batch, groups, n, hw = delta.shape
+    k = cols.shape[2]
+    rows_per_task = -(-n // tasks)
+    cols_per_task = -(-k // tasks)
+    items = 2 * tasks if input_columns else tasks
+    for item in prange(items):
+        if item < tasks:
+            r0 = item * rows_per_task
+            rows = min(n, r0 + rows_per_task) - r0
+            for image in range(batch if rows > 0 else 0):
+                for group in range(groups):
+                    sgemm(101, 111, 112, rows, k, hw, np.float32(1),
+                          delta[image, group].ctypes.data + 4 * r0 * hw, hw,
+                          cols[image, group].ctypes.data, hw, np.float32(1),
+                          weight_updates[group].ctypes.data + 4 * r0 * k, k)
+        else:
+            c0 = (item - tasks) * cols_per_task
+            count = min(k, c0 + cols_per_task) - c0
+            for image in range(batch if count > 0 else 0):
+                for group in range(groups):
+                    sgemm(101, 112, 111, count, hw, n, np.float32(1),
+                          filters[group].ctypes.data + 4 * c0, k,
+                          delta[image, group].ctypes.data, hw, np.float32(0),
+                          columns[image, group].ctypes.data + 4 * c0 * hw, hw)
+
+
 def fused_gemms():
     """The cblas_sgemm kernels call, where kernels may run GEMMs on numba's threads (see
     numba_threads; NumPy's BLAS is OpenBLAS), else None."""

@@ -88,6 +88,22 @@ def _workspace(shape):
     return buffer[:count].reshape(shape)
 
 
+def _scratch(name, shape):
+    """A float32 array of `shape` kept per thread under `name` and grown as needed (the
+    backward's products and columns: 10-80 MB a layer, whose fresh pages every step cost
+    more than the GEMMs at 13x13); valid until the thread's next _scratch(name)."""
+    count = int(np.prod(shape, dtype=np.int64))
+    if count * 4 > WORKSPACE_LIMIT_BYTES:
+        return np.empty(shape, dtype=F32)
+    buffers = getattr(_local, "scratch", None)
+    if buffers is None:
+        buffers = _local.scratch = {}
+    buffer = buffers.get(name)
+    if buffer is None or buffer.size < count:
+        buffer = buffers[name] = np.empty(count, dtype=F32)
+    return buffer[:count].reshape(shape)
+
+
 def _valid_range(offset, stride, pad, in_size, out_size):
     """Output positions o in [lo, hi) whose input position o*stride + offset - pad lies
     inside [0, in_size), and the first such input position."""
@@ -140,6 +156,9 @@ def matmul(a, b, ordered=False):
     It is one vector operation per k, so it is slow: for tests and conversions, not speed.
     """
     if not ordered:
+        out = _team_matmul(a, b)
+        if out is not None:
+            return out
         # numpy hands row- or column-major matrices (stacked or not) to BLAS; other
         # strided views take a loop 20x slower
         return np.matmul(_blas_ready(a), _blas_ready(b))
@@ -149,6 +168,46 @@ def matmul(a, b, ordered=False):
     for k in range(a.shape[-1]):
         np.multiply(a[..., :, k:k + 1], b[..., k:k + 1, :], out=product)
         out += product
+    return out
+
+
+# A GEMM of at least this many multiply-adds runs on numba's threads (_team_matmul).
+TEAM_MATMUL_MIN_FLOPS = 1 << 22
+
+
+def _team_matmul(a, b):
+    """a (M, K) or (G, M, K) @ b (..., [G,] K, N), both C-contiguous float32, on numba's
+    threads (cpu_kernels.sliced_gemms: the same single GEMM per band as OpenBLAS's own
+    threads compute, in the same order, so the same values), or None where that does
+    not apply (no OpenBLAS sgemm for the kernels, small, other layouts): a training step
+    mixes these GEMMs with numba's parallel kernels, and OpenBLAS's threads, spinning
+    ~0.1 s after each of its calls, halved the speed of the kernels that followed."""
+    if a.dtype != F32 or b.dtype != F32 or a.ndim not in (2, 3) or b.ndim < 2 or \
+            not (a.flags.c_contiguous and b.flags.c_contiguous):
+        return None
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    if b.shape[-2] != k or m * n * k < TEAM_MATMUL_MIN_FLOPS:
+        return None
+    groups = a.shape[0] if a.ndim == 3 else 1
+    if a.ndim == 3 and (b.ndim < 3 or b.shape[-3] != groups):
+        return None
+    from .cpu_kernels import blas_single_threaded, fused_gemms, sliced_gemms
+    sgemm = fused_gemms()
+    if sgemm is None:
+        return None
+    lead = b.shape[:-3] if a.ndim == 3 else b.shape[:-2]
+    pairs = int(np.prod(lead, dtype=np.int64)) * groups
+    out = np.empty(lead + ((groups,) if a.ndim == 3 else ()) + (m, n), dtype=F32)
+    a_index = np.arange(pairs, dtype=np.int64) % groups
+    threads = thread_count()
+    by_rows = n < 256 * threads
+    parts = max(1, min(-(-2 * threads // pairs), m if by_rows else -(-n // 64)))
+    with blas_single_threaded() as alone:
+        if not alone:
+            return None
+        sliced_gemms(sgemm, a.reshape(groups, m, k), b.reshape(pairs, k, n),
+                     out.reshape(pairs, m, n), a_index, parts, by_rows)
     return out
 
 
@@ -588,11 +647,24 @@ def _group_sums(values, offsets, sizes):
 
 
 # ================================================================ training
+# Weight matrices of at least this many entries (n x k: 256 -> 512 channels at 3x3 is
+# 1.2M) take their backward GEMMs in slices of the results on numba's threads
+# (cpu_kernels.backward_gemm_slices), the weight gradients added into weight_updates by
+# the GEMM itself (beta = 1), image after image: one image per thread (the smaller
+# layers' split, below) wrote a 19-38 MB product per thread and added it afterwards,
+# the two threads' GEMMs fighting over the memory bus (yolov2-tiny-voc's last 3x3
+# layers: 80 ms of a 290 ms step). The sums are `+= product`'s where the GEMM keeps hw
+# in one block (13x13 maps).
+BACKWARD_SLICED_WEIGHTS = 1 << 20
+
+
 def conv_backward_gemms(delta, cols, filters, weight_updates, input_columns, exact=False):
     """backward_convolutional_layer's GEMMs. delta (B, G, n, hw), cols (B, G, k, hw) (the
     im2col columns of the layer's input), filters (G, n, k), weight_updates (G, n, k):
     weight_updates += delta[b, g] . cols[b, g]^T, and with input_columns the columns of the
-    input delta, W^T . delta: (B, G, k, hw) (else None).
+    input delta, W^T . delta: (B, G, k, hw) (else None), valid until the next call on
+    this thread (it lives in a scratch array: the layer adds it into its input delta
+    right away).
 
     exact: darknet's order, one product per image and group added onto the total in image
     order. Otherwise, with two images or more, the images' GEMMs run side by side on the
@@ -608,18 +680,29 @@ def conv_backward_gemms(delta, cols, filters, weight_updates, input_columns, exa
                 weight_updates[group] += matmul(delta[image, group], cols[image, group].T,
                                                 exact)
         return matmul(transposed, delta, exact) if input_columns else None
-    columns = np.empty((batch, groups) + cols.shape[2:], dtype=F32) if input_columns else None
-    from .cpu_kernels import backward_gemm_tasks, blas_single_threaded, fused_gemms
+    columns = _scratch("backward_columns", (batch, groups) + cols.shape[2:]) \
+        if input_columns else None
+    from .cpu_kernels import (backward_gemm_slices, backward_gemm_tasks,
+                              blas_single_threaded, fused_gemms)
     sgemm = fused_gemms()
+    contiguous = sgemm is not None and all(a.dtype == F32 and a.flags.c_contiguous
+                                           for a in (delta, cols, filters, weight_updates))
+    if contiguous and delta.shape[2] * cols.shape[2] >= BACKWARD_SLICED_WEIGHTS:
+        with blas_single_threaded() as alone:
+            if alone:
+                backward_gemm_slices(sgemm, delta, cols, filters, weight_updates,
+                                     columns if input_columns else delta,
+                                     bool(input_columns), 2 * thread_count())
+                return columns
     if sgemm is not None and all(a.dtype == F32 and a.flags.c_contiguous
                                  for a in (delta, cols, filters)):
         # the same split and sums as below, on numba's threads (no trip through Python
         # per image): for_blocks' blocks of ceil(batch / (2 threads)) images
         per_task = -(-batch // (2 * thread_count()))
         tasks = -(-batch // per_task)
-        totals = np.empty((tasks,) + weight_updates.shape, dtype=F32)
-        products = np.empty(totals.shape if per_task > 1 else (1,) + weight_updates.shape,
-                            dtype=F32)
+        totals = _scratch("backward_totals", (tasks,) + weight_updates.shape)
+        products = _scratch("backward_products", totals.shape if per_task > 1
+                            else (1,) + weight_updates.shape)
         with blas_single_threaded() as alone:
             if alone:
                 backward_gemm_tasks(sgemm, delta, cols, filters, totals, products,
