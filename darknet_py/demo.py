@@ -36,17 +36,19 @@ def fetch(relative):
         try:
             urllib.request.urlretrieve(url, tmp)
         except OSError as err:
-            raise DarknetError(f"cannot download {url}: {err}") from None
+            tmp.unlink(missing_ok=True)
+            raise DarknetError(f"cannot download {url} ({err}): put the file at {local} "
+                               f"or {shared}") from None
         os.replace(tmp, local)
     return local
 
 
 def main():
-    weights, image, names = (fetch(name) for name in FILES)
-    data = ROOT / "data" / "demo.data"
-    data.parent.mkdir(exist_ok=True)
-    data.write_text(f"classes=1000\nnames={names}\ntop=5\n")
     try:
+        weights, image, names = (fetch(name) for name in FILES)
+        data = ROOT / "data" / "demo.data"
+        data.parent.mkdir(exist_ok=True)
+        data.write_text(f"classes=1000\nnames={names}\ntop=5\n")
         predict_classifier(str(data), str(ROOT / "cfg/tiny.cfg"), str(weights), str(image), 5)
     except DarknetError as err:
         print(f"darknet_py: {err}", file=sys.stderr)
