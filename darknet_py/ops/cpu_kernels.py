@@ -156,7 +156,23 @@ def parallel_tasks(length, elements_per_item):
     return max(1, min(length, TASKS_PER_THREAD * thread_count()))
 
 
-# ---------------------------------------------------------------- output arrays
+# ---------------------------------------------------------------- scratch and output arrays
+_scratch = threading.local()
+
+
+def scratch(name, count):
+    """A float32 array of `count` elements kept per thread under `name` and grown as
+    needed, valid until the thread's next scratch(name): the kernels' workspaces (a
+    fresh array per layer costs its page faults on every forward and training step)."""
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    buffer = buffers.get(name)
+    if buffer is None or buffer.size < count:
+        buffer = buffers[name] = np.empty(count, dtype=np.float32)
+    return buffer[:count]
+
+
 def output_array(out, shape, source):
     """`out` when an inference kernel may write a result of `shape` into it: a writable,
     C-contiguous float32 NumPy array of that shape that shares no memory with `source`
@@ -176,21 +192,13 @@ def _openblas_threads():
     """(set, get) of OpenBLAS's thread count in the library NumPy loaded, or None (another
     BLAS, or no /proc). NumPy's wheels bundle OpenBLAS as scipy_openblas with 64-bit
     symbols; older ones as plain openblas."""
-    paths = _openblas_paths()
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    return setter, getter
-    return None
+    functions = _openblas_functions("set_num_threads", "get_num_threads")
+    if functions is None:
+        return None
+    setter, getter = functions
+    setter.argtypes, setter.restype = [ctypes.c_int], None
+    getter.argtypes, getter.restype = [], ctypes.c_int
+    return setter, getter
 
 
 @functools.lru_cache(maxsize=None)
@@ -198,6 +206,18 @@ def openblas_corename():
     """The kernels NumPy's OpenBLAS runs ('SkylakeX', 'Haswell', ...), or None (another
     BLAS). OpenBLAS picks them from the CPU when it is loaded, unless OPENBLAS_CORETYPE
     names others (some machines set it: docs/BENCHMARKS.md)."""
+    functions = _openblas_functions("get_corename")
+    if functions is None:
+        return None
+    (function,) = functions
+    function.argtypes, function.restype = [], ctypes.c_char_p
+    return function().decode(errors="replace")
+
+
+def _openblas_functions(*names):
+    """OpenBLAS's functions `names` (without prefix and suffix) from the first library
+    NumPy loaded that has them all, under one naming: scipy_openblas_* with 64-bit
+    symbols in NumPy's wheels, plain openblas_* in older ones. None if none has them."""
     for path in _openblas_paths():
         try:
             library = ctypes.CDLL(path)
@@ -205,10 +225,9 @@ def openblas_corename():
             continue
         for prefix in ("scipy_openblas", "openblas"):
             for suffix in ("64_", ""):
-                function = getattr(library, f"{prefix}_get_corename{suffix}", None)
-                if function is not None:
-                    function.argtypes, function.restype = [], ctypes.c_char_p
-                    return function().decode(errors="replace")
+                found = [getattr(library, f"{prefix}_{name}{suffix}", None) for name in names]
+                if all(function is not None for function in found):
+                    return found
     return None
 
 

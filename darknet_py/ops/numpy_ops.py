@@ -10,7 +10,6 @@ and the CuPy backend provides the same names.
 """
 import functools
 import os
-import threading
 import weakref
 
 import numpy as np
@@ -74,34 +73,17 @@ def zeros(shape):
 # array per layer costs page faults on every forward. Columns bigger than this are allocated
 # each time instead, so a big training batch does not pin its columns in memory.
 WORKSPACE_LIMIT_BYTES = 256 << 20
-_local = threading.local()
-
-
-def _workspace(shape):
-    """A float32 array of `shape` valid until the calling thread's next _workspace() call."""
-    count = int(np.prod(shape, dtype=np.int64))
-    if count * 4 > WORKSPACE_LIMIT_BYTES:
-        return np.empty(shape, dtype=F32)
-    buffer = getattr(_local, "workspace", None)
-    if buffer is None or buffer.size < count:
-        buffer = _local.workspace = np.empty(count, dtype=F32)
-    return buffer[:count].reshape(shape)
 
 
 def _scratch(name, shape):
-    """A float32 array of `shape` kept per thread under `name` and grown as needed (the
-    backward's products and columns: 10-80 MB a layer, whose fresh pages every step cost
-    more than the GEMMs at 13x13); valid until the thread's next _scratch(name)."""
+    """A float32 array of `shape` valid until the calling thread's next _scratch(name)
+    (cpu_kernels.scratch; a new array where it would pass WORKSPACE_LIMIT_BYTES): im2col's
+    columns, the backward's products and columns (10-80 MB a layer, whose fresh pages
+    every step cost more than the GEMMs at 13x13)."""
     count = int(np.prod(shape, dtype=np.int64))
     if count * 4 > WORKSPACE_LIMIT_BYTES:
         return np.empty(shape, dtype=F32)
-    buffers = getattr(_local, "scratch", None)
-    if buffers is None:
-        buffers = _local.scratch = {}
-    buffer = buffers.get(name)
-    if buffer is None or buffer.size < count:
-        buffer = buffers[name] = np.empty(count, dtype=F32)
-    return buffer[:count].reshape(shape)
+    return cpu_kernels.scratch(name, count).reshape(shape)
 
 
 def _valid_range(offset, stride, pad, in_size, out_size):
@@ -116,12 +98,12 @@ def _valid_range(offset, stride, pad, in_size, out_size):
 def im2col(x, size, stride, pad, out_h, out_w):
     """(B, C, H, W) -> (B, C*size*size, out_h*out_w), rows ordered (c, ky, kx) like darknet,
     zeros where a window reaches into the padding. The result lives in the workspace (see
-    _workspace()): use it before the next im2col on this thread.
+    _scratch()): use it before the next im2col on this thread.
 
     No padded copy of the input: for each kernel offset the valid rectangle is copied with
     one strided assignment and the border strips are zeroed. Planes are split across threads."""
     batch, channels, height, width = x.shape
-    cols = _workspace((batch, channels * size * size, out_h * out_w))
+    cols = _scratch("im2col", (batch, channels * size * size, out_h * out_w))
     planes = x.reshape(batch * channels, height, width)
     grid = cols.reshape(batch * channels, size, size, out_h, out_w)
     spans = [(ky, kx, _valid_range(ky, stride, pad, height, out_h),
@@ -177,9 +159,10 @@ TEAM_MATMUL_MIN_FLOPS = 1 << 22
 
 def _team_matmul(a, b):
     """a (M, K) or (G, M, K) @ b (..., [G,] K, N), both C-contiguous float32, on numba's
-    threads (cpu_kernels.sliced_gemms: the same single GEMM per band as OpenBLAS's own
-    threads compute, in the same order, so the same values), or None where that does
-    not apply (no OpenBLAS sgemm for the kernels, small, other layouts): a training step
+    threads (cpu_kernels.sliced_gemms: one single-threaded GEMM per band; with OpenBLAS's
+    AVX-512 kernels the values of its threaded GEMM, with its Haswell kernels another
+    float32 rounding as accurate: docs/QUIRKS.md), or None where that does not apply
+    (no OpenBLAS sgemm for the kernels, small, other layouts): a training step
     mixes these GEMMs with numba's parallel kernels, and OpenBLAS's threads, spinning
     ~0.1 s after each of its calls, halved the speed of the kernels that followed."""
     if a.dtype != F32 or b.dtype != F32 or a.ndim not in (2, 3) or b.ndim < 2 or \
@@ -685,17 +668,17 @@ def conv_backward_gemms(delta, cols, filters, weight_updates, input_columns, exa
     from .cpu_kernels import (backward_gemm_slices, backward_gemm_tasks,
                               blas_single_threaded, fused_gemms)
     sgemm = fused_gemms()
-    contiguous = sgemm is not None and all(a.dtype == F32 and a.flags.c_contiguous
-                                           for a in (delta, cols, filters, weight_updates))
-    if contiguous and delta.shape[2] * cols.shape[2] >= BACKWARD_SLICED_WEIGHTS:
+    ready = sgemm is not None and all(a.dtype == F32 and a.flags.c_contiguous
+                                      for a in (delta, cols, filters))
+    if ready and weight_updates.dtype == F32 and weight_updates.flags.c_contiguous and \
+            delta.shape[2] * cols.shape[2] >= BACKWARD_SLICED_WEIGHTS:
         with blas_single_threaded() as alone:
             if alone:
                 backward_gemm_slices(sgemm, delta, cols, filters, weight_updates,
                                      columns if input_columns else delta,
                                      bool(input_columns), 2 * thread_count())
                 return columns
-    if sgemm is not None and all(a.dtype == F32 and a.flags.c_contiguous
-                                 for a in (delta, cols, filters)):
+    if ready:
         # the same split and sums as below, on numba's threads (no trip through Python
         # per image): for_blocks' blocks of ceil(batch / (2 threads)) images
         per_task = -(-batch // (2 * thread_count()))

@@ -20,13 +20,11 @@ tests/test_fast_conv.py). Only the default (not exact) inference path uses it.
 The work is cut into tasks small enough that what one step writes the next reads from
 cache (see conv3x3), and the backend's thread pool takes them from one queue.
 """
-import threading
-
 import numpy as np
 
 from .cpu_kernels import (FUSED_ACTIVATIONS, activated, blas_single_threaded, compiled,
                           fused_gemms, gemm_rows, kernel, output_array, parallel_tasks,
-                          task_elements)
+                          scratch, task_elements)
 from ..settings import thread_count
 
 prange = range   # numba.prange in the kernels marked parallel, once compiled
@@ -43,8 +41,6 @@ BAND_FILTER_BYTES = 512 << 10
 STEP_BYTES = 24 << 20
 # Rows of at least this many tiles go through _output_row's vectorised loop.
 ROW_TILES = 32
-
-_local = threading.local()
 
 
 def transform_filters(weights):
@@ -90,18 +86,6 @@ def _slab_stride(count):
     output transform ran 2.5x slower with M's slabs 4 KB-aligned)."""
     stride = -(-count // 32) * 32
     return stride + 16
-
-
-def _buffer(name, count):
-    """A float32 scratch array of `count` elements, kept per thread and grown as needed
-    (a fresh array per layer costs page faults on every forward)."""
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    buffer = buffers.get(name)
-    if buffer is None or buffer.size < count:
-        buffer = buffers[name] = np.empty(count, dtype=F32)
-    return buffer[:count]
 
 
 @kernel
@@ -349,7 +333,7 @@ class _Shape:
 def _slabs(name, rows, tiles):
     """A (16, slab) scratch array holding `rows` rows of `tiles` tiles per slab."""
     stride = _slab_stride(rows * tiles)
-    return _buffer(name, 16 * stride).reshape(16, stride)
+    return scratch("winograd " + name, 16 * stride).reshape(16, stride)
 
 
 def _gemms(filters, v, rows, tiles, m, n_rows, errors):
@@ -376,9 +360,9 @@ def _fused_bands(sgemm, x, filters, shape, factors, shifts, code, out):
     bands = -(-shape.tile_rows // band_rows)
     tasks = max(1, min(bands, thread_count()))
     tiles = band_rows * shape.tiles_w
-    v = _buffer("fused_v", tasks * 16 * _slab_stride(shape.channels * tiles)).reshape(
+    v = scratch("winograd fused_v", tasks * 16 * _slab_stride(shape.channels * tiles)).reshape(
         tasks, 16, -1)
-    m = _buffer("fused_m", tasks * 16 * _slab_stride(shape.n_filters * tiles)).reshape(
+    m = scratch("winograd fused_m", tasks * 16 * _slab_stride(shape.n_filters * tiles)).reshape(
         tasks, 16, -1)
     _bands_kernel(sgemm, x, filters, v, m, out, factors, shifts, code, shape.pad,
                   shape.tiles_h, shape.tiles_w, shape.tile_rows, band_rows, tasks)
