@@ -205,8 +205,8 @@ def test_conv2d_inference_strategy_and_values(channels, size, stride, pad, group
 @pytest.mark.parametrize("activation", ["leaky", "linear", "logistic", "tanh"])
 def test_gemm_path_applies_the_tail_to_every_block(monkeypatch, activation):
     """1x1 convolutions of 13x13 and 40x40 maps, batch 3: several column blocks per image
-    (GEMM_COLUMNS shrunk to 64), each with the tail; one 5x5 image of 70 filters: one
-    column block, split by filters."""
+    (GEMM_COLUMNS shrunk to 64), each with the tail; one 5x5 image of 70 filters: more
+    filters than columns, split by filters."""
     monkeypatch.setattr(cpu_kernels, "GEMM_COLUMNS", 64)
     rng = np.random.default_rng(8)
     for side, batch, filters in ((13, 3, 7), (40, 3, 7), (5, 1, 70)):
@@ -219,6 +219,23 @@ def test_gemm_path_applies_the_tail_to_every_block(monkeypatch, activation):
         expected = reference_conv(x, weights, 1, 0) * factor[None, :, None, None] \
             + shift[None, :, None, None]
         assert relative_error(got, ACTIVATIONS_F64[activation](expected)) < 1e-6
+
+
+@pytest.mark.parametrize("batch, filters, columns, threads, split", [
+    (1, 64, 10816, 2, (2, 1)),    # yolov2-voc's 104x104 1x1 layer: halves of the map
+    (1, 512, 169, 2, (1, 2)),     # its 13x13 1x1 layer: halves of the filters
+    (2, 512, 169, 2, (1, 1)),     # a whole image per thread
+    (8, 64, 10816, 2, (2, 1)),    # whole images, but in blocks within GEMM_COLUMNS
+    (3, 64, 169, 2, (2, 1)),      # 6 tasks: 3 per thread
+    (1, 70, 25, 4, (1, 4)),
+    (1, 20, 25, 4, (1, 1)),       # too few filters to split
+    (1, 16, 100000, 2, (14, 1)),  # blocks of at most GEMM_COLUMNS, an even count
+])
+def test_gemm_split_gives_every_thread_one_large_gemm(batch, filters, columns, threads,
+                                                      split):
+    column_parts, filter_parts = cpu_kernels.gemm_split(batch, filters, columns, threads)
+    assert (column_parts, filter_parts) == split
+    assert -(-columns // column_parts) <= cpu_kernels.GEMM_COLUMNS
 
 
 def test_without_numba_every_shape_takes_im2col(monkeypatch):
@@ -543,3 +560,43 @@ def test_output_array_takes_only_a_buffer_the_kernels_may_overwrite():
         made = cpu_kernels.output_array(out, shape, source)
         assert made is not out and made.shape == shape and made.dtype == F32
         assert made.flags.c_contiguous and not np.shares_memory(made, source)
+
+
+# ---------------------------------------------------------------- the region layer
+@pytest.mark.parametrize("anchors, classes, background, softmax, side", [
+    (5, 20, 0, 1, 13),    # yolov2-voc
+    (5, 80, 0, 1, 19),    # yolov2 (coco)
+    (3, 4, 1, 1, 5),      # background: no logistic on the objectness, one more softmax entry
+    (2, 3, 0, 0, 4),      # no softmax: the classes stay raw
+])
+def test_region_fast_pass_gives_darknets_activations(anchors, classes, background, softmax,
+                                                     side):
+    """The compiled pass of plain inference against the NumPy path that the oracle tests
+    check: the same float arithmetic, so the same bits (exp from the C library, as in
+    darknet, against NumPy's; they agree on these values)."""
+    if not cpu_kernels.compiled():
+        pytest.skip("numba is not installed: plain inference takes the NumPy path")
+    entries = 4 + classes + 1
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((2, anchors * entries, side, side)) * 6).astype(F32)
+    x[0, 0, 0, :3] = (-104.0, 104.0, 0.0)   # logistic's saturated ends
+    args = (anchors, entries, 4, classes, background, softmax)
+    fast = numpy_ops.region_activate(x, *args, fast=True)
+    np.testing.assert_array_equal(fast, numpy_ops.region_activate(x, *args))
+    grid = fast.reshape(2, anchors, entries, -1)
+    if softmax:
+        start = 4 + (0 if background else 1)
+        sums = grid[:, :, start:start + classes + background].astype(np.float64).sum(axis=2)
+        np.testing.assert_allclose(sums, 1, rtol=1e-5)
+    else:
+        np.testing.assert_array_equal(grid[:, :, 5:], x.reshape(grid.shape)[:, :, 5:])
+
+
+def test_region_fast_pass_leaves_trees_to_the_numpy_path():
+    """A tree softmax (YOLO9000) follows darknet's GPU arithmetic in softmax_groups; the
+    fast flag does not change it."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 2 * 11, 3, 3)).astype(F32)
+    args = (2, 11, 4, 6, 0, 0, [0, 2, 3])
+    np.testing.assert_array_equal(numpy_ops.region_activate(*((x,) + args), fast=True),
+                                  numpy_ops.region_activate(*((x,) + args)))

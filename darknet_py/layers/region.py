@@ -105,7 +105,8 @@ class RegionLayer(Layer):
         batch = x.shape[0]
         tree_offsets = self.tree.group_offset if self.tree is not None else None
         out = ops.region_activate(x, self.n_anchors, self.entries, self.coords, self.classes,
-                                  self.background, self.softmax, tree_offsets)
+                                  self.background, self.softmax, tree_offsets,
+                                  fast=not (step.train or step.exact))
         self.output = out.reshape(batch, self.out_c, self.out_h, self.out_w)
         if step.train and not self.onlyforward:
             # the loss runs on the host (region_loss.py), as darknet's GPU path pulls the

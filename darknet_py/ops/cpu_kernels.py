@@ -43,6 +43,7 @@ import contextlib
 import ctypes
 import functools
 import importlib
+import math
 import os
 import threading
 
@@ -53,22 +54,23 @@ from .threads import for_blocks
 
 prange = range   # numba.prange in the kernels marked parallel, once compiled
 
-_KERNELS = []   # (module namespace, name, inline, parallel) of every @kernel function
+_KERNELS = []   # (module namespace, name, inline, parallel, fastmath) of every @kernel
 _LOCK = threading.Lock()
 _STATE = {"compiled": None,   # None: not tried yet; True/False afterwards
           "threads_pid": None}   # the process whose parallel kernels started numba's threads
 
 
-def kernel(fn=None, *, inline=False, parallel=False):
+def kernel(fn=None, *, inline=False, parallel=False, fastmath=False):
     """Mark fn for numba.njit(cache=True, nogil=True); inline: small helpers inlined into
     their callers in numba's IR (no call per element); parallel: its `prange` loops run
-    on numba's threads (see parallel_tasks)."""
+    on numba's threads (see parallel_tasks); fastmath: LLVM's flags for its float
+    arithmetic (and that of the helpers inlined into it), for default-mode kernels only."""
     if fn is None:
-        return lambda f: kernel(f, inline=inline, parallel=parallel)
+        return lambda f: kernel(f, inline=inline, parallel=parallel, fastmath=fastmath)
     with _LOCK:
         if _STATE["compiled"]:   # a module imported after compiled(): compiled at once
-            return _jitted(fn, inline, parallel)
-        _KERNELS.append((fn.__globals__, fn.__name__, inline, parallel))
+            return _jitted(fn, inline, parallel, fastmath)
+        _KERNELS.append((fn.__globals__, fn.__name__, inline, parallel, fastmath))
     return fn
 
 
@@ -91,7 +93,7 @@ def parallel_loops():
     return False
 
 
-def _jitted(fn, inline, parallel=False):
+def _jitted(fn, inline, parallel=False, fastmath=False):
     numba = import_numba()
     parallel = parallel and parallel_loops()
     if parallel:
@@ -99,7 +101,7 @@ def _jitted(fn, inline, parallel=False):
     # error_model="numpy": a division by zero gives inf/NaN as NumPy does, instead of a
     # check and a Python exception on every division
     return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=parallel,
-                      inline="always" if inline else "never")(fn)
+                      inline="always" if inline else "never", fastmath=fastmath)(fn)
 
 
 def compiled():
@@ -115,12 +117,13 @@ def compiled():
                 _STATE["compiled"] = False
                 return False
             jitted = {}
-            for namespace, name, inline, parallel in _KERNELS:
+            for namespace, name, inline, parallel, fastmath in _KERNELS:
                 original = namespace[name]
-                jitted[id(original)] = namespace[name] = _jitted(original, inline, parallel)
+                jitted[id(original)] = namespace[name] = _jitted(original, inline, parallel,
+                                                                 fastmath)
             # a kernel imported into another kernel module (from .cpu_kernels import
             # activated) is rebound there too, so the importer's kernels see it compiled
-            for namespace in {id(ns): ns for ns, _, _, _ in _KERNELS}.values():
+            for namespace in {id(entry[0]): entry[0] for entry in _KERNELS}.values():
                 for name, value in list(namespace.items()):
                     if callable(value) and id(value) in jitted:
                         namespace[name] = jitted[id(value)]
@@ -605,34 +608,58 @@ def _tail_columns(out, factors, shifts, code, first, last):
         _tail_loop(out, factors, shifts, code, first, last)
 
 
-# columns of one GEMM task: wide enough for OpenBLAS's kernels, small enough that its
-# output block is still in cache for the tail
-GEMM_COLUMNS = 512
+# The widest block of columns one GEMM task takes: its output block (filters x columns)
+# is activated right after its GEMM, and beyond this it would no longer be in cache.
+GEMM_COLUMNS = 8192
+# Fewer filters or columns than these per task make OpenBLAS's kernels run mostly edges.
+GEMM_MIN_FILTERS = 16
+GEMM_MIN_COLUMNS = 64
+
+
+def gemm_split(batch, n_filters, columns, threads):
+    """(column_parts, filter_parts) per image for gemm_tail: as few GEMM calls as keep
+    every thread busy, each as large as can be. Every OpenBLAS call packs its operands
+    afresh, so blocks of 512 columns (the earlier split) repacked the filters 2-21 times
+    per image; one call per thread, along the larger of the two dimensions, measured
+    1.1-1.8x faster on yolov2's 1x1 layers (docs/BENCHMARKS.md). Each image takes
+    threads / gcd(batch, threads) parts, so that the tasks divide evenly among the
+    threads (batch 1 or 3 on 2 threads: 2 parts; batch 2 or 8: whole images)."""
+    parts = max(1, threads // math.gcd(batch, threads))
+    column_parts = filter_parts = 1
+    if columns >= n_filters:
+        column_parts = max(1, min(parts, columns // GEMM_MIN_COLUMNS))
+    else:
+        filter_parts = max(1, min(parts, n_filters // GEMM_MIN_FILTERS))
+    widest = -(-columns // column_parts)
+    if widest > GEMM_COLUMNS:   # a big map: blocks within GEMM_COLUMNS, still even
+        blocks = -(-columns // GEMM_COLUMNS)
+        column_parts = -(-blocks // column_parts) * column_parts
+    return column_parts, filter_parts
 
 
 def gemm_tail(filters, cols, out, factors, shifts, code, for_blocks):
     """out[b] = filters @ cols[b], then the per-filter tail (_tail_columns), for
     filters (K, D), cols (B, D, N), out (B, K, N): tasks of one image's block of
-    columns (and, when those are fewer than two per thread, of filters), each a
-    single-threaded GEMM followed by the tail on the block while it is in cache. Returns
-    False (nothing done) where NumPy's BLAS cannot be made to run one GEMM per thread."""
+    columns or of filters (gemm_split), each a single-threaded GEMM followed by the tail
+    on the block it wrote. Returns False (nothing done) where NumPy's BLAS cannot be made
+    to run one GEMM per thread."""
     batch, depth, columns = cols.shape
     n_filters = filters.shape[0]
-    per_image = -(-columns // GEMM_COLUMNS)
-    # a 13x13 map is one block of columns: split the filters so that both cores work
-    filter_parts = max(1, min(-(-n_filters // 16),
-                              -(-2 * thread_count() // (batch * per_image))))
+    column_parts, filter_parts = gemm_split(batch, n_filters, columns, thread_count())
+    block_columns = -(-columns // column_parts)
     part_rows = -(-n_filters // filter_parts)
-    tasks = batch * per_image * filter_parts
+    tasks = batch * column_parts * filter_parts
     errors = np.geterr()
 
     def blocks(first, last):
         with np.errstate(**errors):
             for task in range(first, last):
                 rest, part = divmod(task, filter_parts)
-                image, block = divmod(rest, per_image)
-                c0, k0 = block * GEMM_COLUMNS, part * part_rows
-                c1, k1 = min(columns, c0 + GEMM_COLUMNS), min(n_filters, k0 + part_rows)
+                image, block = divmod(rest, column_parts)
+                c0, k0 = block * block_columns, part * part_rows
+                c1, k1 = min(columns, c0 + block_columns), min(n_filters, k0 + part_rows)
+                if c1 <= c0 or k1 <= k0:
+                    continue
                 target = out[image, k0:k1]
                 np.matmul(filters[k0:k1], cols[image, :, c0:c1], out=target[:, c0:c1])
                 _tail_columns(target, factors[k0:k1], shifts[k0:k1], code, c0, c1)
@@ -643,17 +670,17 @@ def gemm_tail(filters, cols, out, factors, shifts, code, for_blocks):
             return False
         if sgemm is not None and filters.flags.c_contiguous and cols.flags.c_contiguous \
                 and out.flags.c_contiguous and filters.dtype == cols.dtype == np.float32:
-            _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, per_image,
-                             filter_parts, part_rows, tasks)
+            _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, column_parts,
+                             block_columns, filter_parts, part_rows, tasks)
             return True
-        work = part_rows * depth * GEMM_COLUMNS
+        work = part_rows * depth * block_columns
         for_blocks(tasks, work, blocks, block_elements=task_elements(tasks, work))
     return True
 
 
 @kernel(parallel=True)
-def _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, per_image,
-                     filter_parts, part_rows, tasks):
+def _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, column_parts,
+                     block_columns, filter_parts, part_rows, tasks):
     """gemm_tail's tasks on numba's threads, each an OpenBLAS call on its own thread and
     the tail on the block it wrote (all arrays C-contiguous float32)."""
     depth, columns = cols.shape[1], cols.shape[2]
@@ -661,13 +688,13 @@ def _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, per_image
     for task in prange(tasks):
         rest = task // filter_parts
         part = task - rest * filter_parts
-        image = rest // per_image
-        block = rest - image * per_image
-        c0 = block * GEMM_COLUMNS
-        c1 = min(columns, c0 + GEMM_COLUMNS)
+        image = rest // column_parts
+        block = rest - image * column_parts
+        c0 = block * block_columns
+        c1 = min(columns, c0 + block_columns)
         k0 = part * part_rows
         k1 = min(n_filters, k0 + part_rows)
-        if k1 <= k0:
+        if k1 <= k0 or c1 <= c0:
             continue
         gemm_rows(sgemm, k1 - k0, c1 - c0, depth, filters.ctypes.data + 4 * k0 * depth,
                   depth, cols.ctypes.data + 4 * (image * depth * columns + c0), columns,
@@ -675,31 +702,86 @@ def _gemm_tail_tasks(sgemm, filters, cols, out, factors, shifts, code, per_image
         _tail_columns(out[image, k0:k1], factors[k0:k1], shifts[k0:k1], code, c0, c1)
 
 
-# ---------------------------------------------------------------- 3-channel 3x3 convolution
+# ---------------------------------------------------------------- the region layer
 @kernel(inline=True)
-def _rgb_row_loop(out_row, rows, w, factor, shift, code, count):
-    """One output row of one filter: the 27 taps of a 3x3 kernel over 3 channels as one
-    expression per output (no accumulator stored between taps), activated."""
-    r0, r1, r2, r3, r4, r5, r6, r7, r8 = rows
-    for j in range(count):
-        total = (w[0] * r0[j] + w[1] * r0[j + 1] + w[2] * r0[j + 2]
-                 + w[3] * r1[j] + w[4] * r1[j + 1] + w[5] * r1[j + 2]
-                 + w[6] * r2[j] + w[7] * r2[j + 1] + w[8] * r2[j + 2]
-                 + w[9] * r3[j] + w[10] * r3[j + 1] + w[11] * r3[j + 2]
-                 + w[12] * r4[j] + w[13] * r4[j + 1] + w[14] * r4[j + 2]
-                 + w[15] * r5[j] + w[16] * r5[j + 1] + w[17] * r5[j + 2]
-                 + w[18] * r6[j] + w[19] * r6[j + 1] + w[20] * r6[j + 2]
-                 + w[21] * r7[j] + w[22] * r7[j + 1] + w[23] * r7[j + 2]
-                 + w[24] * r8[j] + w[25] * r8[j + 1] + w[26] * r8[j + 2])
-        out_row[j] = activated(total * factor + shift, code)
+def _logistic(value):
+    """darknet's logistic_activate: 1./(1. + exp(-x)) in double, stored as float."""
+    return np.float32(1.0 / (1.0 + np.exp(-np.float64(value))))
 
 
 @kernel
+def region_cells(x, out, coords, classes, background, softmax):
+    """forward_region_layer's activations without a tree, cell by cell: x and out are
+    (batch, anchors, entries, cells). Logistic on x, y and (unless background) the
+    objectness; with softmax, darknet's softmax() over the classes (and the background
+    entry) of each cell: the largest by comparison from -FLT_MAX, each exp(x - largest)
+    in double stored as float and added to a float sum left to right, then divided by
+    it; every other entry copied."""
+    batch, anchors, entries, cells = x.shape
+    start = coords + (0 if background else 1)
+    count = classes + background
+    for b in range(batch):
+        for a in range(anchors):
+            block, target = x[b, a], out[b, a]
+            for e in range(entries):
+                row, result = block[e], target[e]
+                if e < 2 or (e == coords and not background):
+                    for c in range(cells):
+                        result[c] = _logistic(row[c])
+                elif not (softmax and start <= e < start + count):
+                    for c in range(cells):
+                        result[c] = row[c]
+            if not softmax:
+                continue
+            for c in range(cells):
+                largest = np.float32(-FLT_MAX)
+                for e in range(start, start + count):
+                    if block[e, c] > largest:
+                        largest = block[e, c]
+                total = np.float32(0)
+                for e in range(start, start + count):
+                    value = np.float32(np.exp(np.float64(block[e, c] - largest)))
+                    target[e, c] = value
+                    total += value
+                for e in range(start, start + count):
+                    target[e, c] = target[e, c] / total
+
+
+# ---------------------------------------------------------------- 3-channel 3x3 convolution
+@kernel(inline=True)
+def _rgb_taps(w, r0, r1, r2, r3, r4, r5, r6, r7, r8, j):
+    """The 27 taps of a 3x3 kernel over 3 channels at column j of nine input rows (each
+    channel's three rows), as one expression."""
+    return (w[0] * r0[j] + w[1] * r0[j + 1] + w[2] * r0[j + 2]
+            + w[3] * r1[j] + w[4] * r1[j + 1] + w[5] * r1[j + 2]
+            + w[6] * r2[j] + w[7] * r2[j + 1] + w[8] * r2[j + 2]
+            + w[9] * r3[j] + w[10] * r3[j + 1] + w[11] * r3[j + 2]
+            + w[12] * r4[j] + w[13] * r4[j + 1] + w[14] * r4[j + 2]
+            + w[15] * r5[j] + w[16] * r5[j + 1] + w[17] * r5[j + 2]
+            + w[18] * r6[j] + w[19] * r6[j + 1] + w[20] * r6[j + 2]
+            + w[21] * r7[j] + w[22] * r7[j + 1] + w[23] * r7[j + 2]
+            + w[24] * r8[j] + w[25] * r8[j + 1] + w[26] * r8[j + 2])
+
+
+@kernel(inline=True)
+def _rgb_row_loop(out_row, rows, w, factor, shift, code, count):
+    """One output row of one filter (no accumulator stored between taps), activated."""
+    r0, r1, r2, r3, r4, r5, r6, r7, r8 = rows
+    for j in range(count):
+        out_row[j] = activated(_rgb_taps(w, r0, r1, r2, r3, r4, r5, r6, r7, r8, j) * factor
+                               + shift, code)
+
+
+@kernel(fastmath={"contract", "reassoc"})
 def _rgb_rows(padded, filters, factors, shifts, code, out, r0, r1):
     """Output rows r0..r1 (r = image * out_h + y) of every filter of a 3x3 stride-1
     convolution over 3 channels, from the zero-padded input. The nine input rows a row
     needs are taken once and serve every filter; one loop per activation code (a
-    constant there), so that LLVM vectorises the loop over the row."""
+    constant there), so that LLVM vectorises the loop over the row. The 27 products are
+    fused into multiply-adds and summed in the order LLVM picks (fastmath contract,
+    reassoc; not nnan or ninf, so inf and NaN still propagate): 1.2x faster, and within
+    1e-6 of the float64 convolution (tests/test_fast_conv.py). (Two output rows per pass,
+    sharing their loads, kept LLVM from vectorising: 10x slower.)"""
     n_filters, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     w = np.empty(27, dtype=np.float32)
     for r in range(r0, r1):

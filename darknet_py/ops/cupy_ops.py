@@ -374,8 +374,9 @@ class CupyOps:
         return delta, float(self.sequential_sum(loss.reshape(-1)))
 
     def region_activate(self, x, anchors, entries, coords, classes, background, softmax,
-                        tree_offsets=None):
-        """The region layer's activations in one fused kernel (see numpy_ops)."""
+                        tree_offsets=None, fast=False):
+        """The region layer's activations in one fused kernel (see numpy_ops); every mode
+        runs it, so `fast` changes nothing here."""
         x = self._c(x)
         batch, spatial = x.shape[0], x.shape[2] * x.shape[3]
         out = self._empty(x.shape)
