@@ -583,6 +583,9 @@ def test_region_fast_pass_gives_darknets_activations(anchors, classes, backgroun
     args = (anchors, entries, 4, classes, background, softmax)
     fast = numpy_ops.region_activate(x, *args, fast=True)
     np.testing.assert_array_equal(fast, numpy_ops.region_activate(x, *args))
+    flipped = np.asfortranarray(x)   # not C-contiguous: copied before the compiled pass
+    np.testing.assert_array_equal(numpy_ops.region_activate(flipped, *args, fast=True),
+                                  numpy_ops.region_activate(flipped, *args))
     grid = fast.reshape(2, anchors, entries, -1)
     if softmax:
         start = 4 + (0 if background else 1)
@@ -598,5 +601,5 @@ def test_region_fast_pass_leaves_trees_to_the_numpy_path():
     rng = np.random.default_rng(12)
     x = rng.standard_normal((1, 2 * 11, 3, 3)).astype(F32)
     args = (2, 11, 4, 6, 0, 0, [0, 2, 3])
-    np.testing.assert_array_equal(numpy_ops.region_activate(*((x,) + args), fast=True),
-                                  numpy_ops.region_activate(*((x,) + args)))
+    np.testing.assert_array_equal(numpy_ops.region_activate(x, *args, fast=True),
+                                  numpy_ops.region_activate(x, *args))

@@ -749,27 +749,21 @@ def region_cells(x, out, coords, classes, background, softmax):
 
 # ---------------------------------------------------------------- 3-channel 3x3 convolution
 @kernel(inline=True)
-def _rgb_taps(w, r0, r1, r2, r3, r4, r5, r6, r7, r8, j):
-    """The 27 taps of a 3x3 kernel over 3 channels at column j of nine input rows (each
-    channel's three rows), as one expression."""
-    return (w[0] * r0[j] + w[1] * r0[j + 1] + w[2] * r0[j + 2]
-            + w[3] * r1[j] + w[4] * r1[j + 1] + w[5] * r1[j + 2]
-            + w[6] * r2[j] + w[7] * r2[j + 1] + w[8] * r2[j + 2]
-            + w[9] * r3[j] + w[10] * r3[j + 1] + w[11] * r3[j + 2]
-            + w[12] * r4[j] + w[13] * r4[j + 1] + w[14] * r4[j + 2]
-            + w[15] * r5[j] + w[16] * r5[j + 1] + w[17] * r5[j + 2]
-            + w[18] * r6[j] + w[19] * r6[j + 1] + w[20] * r6[j + 2]
-            + w[21] * r7[j] + w[22] * r7[j + 1] + w[23] * r7[j + 2]
-            + w[24] * r8[j] + w[25] * r8[j + 1] + w[26] * r8[j + 2])
-
-
-@kernel(inline=True)
 def _rgb_row_loop(out_row, rows, w, factor, shift, code, count):
-    """One output row of one filter (no accumulator stored between taps), activated."""
+    """One output row of one filter: the 27 taps of a 3x3 kernel over 3 channels as one
+    expression per output (no accumulator stored between taps), activated."""
     r0, r1, r2, r3, r4, r5, r6, r7, r8 = rows
     for j in range(count):
-        out_row[j] = activated(_rgb_taps(w, r0, r1, r2, r3, r4, r5, r6, r7, r8, j) * factor
-                               + shift, code)
+        total = (w[0] * r0[j] + w[1] * r0[j + 1] + w[2] * r0[j + 2]
+                 + w[3] * r1[j] + w[4] * r1[j + 1] + w[5] * r1[j + 2]
+                 + w[6] * r2[j] + w[7] * r2[j + 1] + w[8] * r2[j + 2]
+                 + w[9] * r3[j] + w[10] * r3[j + 1] + w[11] * r3[j + 2]
+                 + w[12] * r4[j] + w[13] * r4[j + 1] + w[14] * r4[j + 2]
+                 + w[15] * r5[j] + w[16] * r5[j + 1] + w[17] * r5[j + 2]
+                 + w[18] * r6[j] + w[19] * r6[j + 1] + w[20] * r6[j + 2]
+                 + w[21] * r7[j] + w[22] * r7[j + 1] + w[23] * r7[j + 2]
+                 + w[24] * r8[j] + w[25] * r8[j + 1] + w[26] * r8[j + 2])
+        out_row[j] = activated(total * factor + shift, code)
 
 
 @kernel(fastmath={"contract", "reassoc"})

@@ -606,8 +606,9 @@ def region_activate(x, anchors, entries, coords, classes, background, softmax,
     batch = x.shape[0]
     if fast and tree_offsets is None and x.dtype == F32 and x.ndim == 4 \
             and x.shape[1] == anchors * entries and cpu_kernels.compiled():
-        out = np.empty_like(x)
-        cpu_kernels.region_cells(np.ascontiguousarray(x).reshape(batch, anchors, entries, -1),
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)   # C-contiguous like x: its reshape below is a view
+        cpu_kernels.region_cells(x.reshape(batch, anchors, entries, -1),
                                  out.reshape(batch, anchors, entries, -1), coords, classes,
                                  int(bool(background)), int(bool(softmax)))
         return out
