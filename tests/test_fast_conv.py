@@ -264,9 +264,14 @@ def test_weights_are_read_only_while_their_transform_is_cached():
     assert not layer.weights.flags.writeable
     with pytest.raises(ValueError, match="read-only"):
         layer.weights[0, 0, 0, 0] = 1.0     # would otherwise run on stale filters
-    # a training forward (before SGD updates in place) makes them writable again
+    # a training forward keeps them for its backward; the SGD step, which changes the
+    # weights in place, drops them and makes the array writable again
     layer.forward(x, Step(ops=numpy_ops, train=True))
+    assert not layer.weights.flags.writeable
+    before = layer.weights.copy()
+    numpy_ops.sgd_step(layer.weights, np.ones_like(before), 0.5, 0.0)
     assert layer.weights.flags.writeable
+    np.testing.assert_array_equal(layer.weights, before + F32(0.5))
     layer.weights *= 2
     again = layer.forward(x, Step(ops=numpy_ops))
     assert not np.allclose(again, first)

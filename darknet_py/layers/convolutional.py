@@ -105,13 +105,20 @@ class ConvolutionalLayer(WeightedLayer):
                                                self.out_w, factor, shift, self.activation,
                                                out)
             return self.output
-        # training or exact: the weights may change in place after this (SGD), so what
-        # an inference forward derived from them is dropped
-        ops.forget_conv_weights(self.weights)
-        cols = self._columns(x, ops).reshape(batch, groups, -1, hw)
-        filters = self.weights.reshape(groups, self.n_filters // groups, -1)
-        out = ops.matmul(filters, cols, step.exact)
-        out = out.reshape(batch, self.n_filters, self.out_h, self.out_w)
+        if step.exact:
+            # darknet's im2col + gemm, its sums in its order (what an inference forward
+            # derived from the weights is not used here)
+            ops.forget_conv_weights(self.weights)
+            cols = self._columns(x, ops).reshape(batch, groups, -1, hw)
+            filters = self.weights.reshape(groups, self.n_filters // groups, -1)
+            out = ops.matmul(filters, cols, step.exact)
+            out = out.reshape(batch, self.n_filters, self.out_h, self.out_w)
+        else:
+            # default-mode training: the backend's fastest convolution alone (Winograd on
+            # the CPU, its transformed filters kept for the backward until the update);
+            # batch norm with the batch's statistics, bias and activation follow
+            out = ops.conv2d(x, self.weights, self.size, self.stride, self.padding, groups,
+                             self.out_h, self.out_w)
         self.output = self.normalize_activate(out, step)
         return self.output
 
@@ -124,17 +131,34 @@ class ConvolutionalLayer(WeightedLayer):
         delta = self.delta_before_normalize(step)
         batch, groups, hw = delta.shape[0], self.groups, self.out_h * self.out_w
         per_group = self.n_filters // groups
-        grouped = delta.reshape(batch, groups, per_group, hw)
-        cols = self._columns(self.input, ops).reshape(batch, groups, -1, hw)
-        # weight_updates += delta . cols^T, per image as darknet adds them (the backend may
-        # run the images' GEMMs side by side); and the input delta's columns W^T . delta
-        filters = self.weights.reshape(groups, per_group, -1)
-        col_delta = ops.conv_backward_gemms(grouped, cols, filters,
-                                            self.weight_updates.reshape(groups, per_group, -1),
-                                            input_delta is not None, step.exact)
+        weight_updates = self.weight_updates.reshape(groups, per_group, -1)
+        image_delta = delta.reshape(batch, self.n_filters, self.out_h, self.out_w)
+        # default mode carries the delta back to a k > 1 layer's input as the backend's
+        # adjoint convolution (Winograd on the CPU) instead of W^T . delta and col2im,
+        # where the backend has one that is faster for the shape
+        adjoint = input_delta is not None and self.size > 1 and not step.exact and \
+            ops.fast_conv_adjoint(self.input.shape, self.weights.shape, self.size,
+                                  self.stride, self.padding, groups)
+        input_columns = input_delta is not None and not adjoint
+        if self.size > 1 and not step.exact and not input_columns:
+            # the weight gradient alone: the backend's way (in cached bands on the CPU)
+            ops.conv_weight_gradient_add(image_delta, self.input, weight_updates,
+                                         self.size, self.stride, self.padding, groups)
+        else:
+            # weight_updates += delta . cols^T, per image as darknet adds them (the
+            # backend may run the images' GEMMs side by side); and the input delta's
+            # columns W^T . delta
+            cols = self._columns(self.input, ops).reshape(batch, groups, -1, hw)
+            col_delta = ops.conv_backward_gemms(delta.reshape(batch, groups, per_group, hw),
+                                                cols, self.weights.reshape(groups, per_group,
+                                                                           -1),
+                                                weight_updates, input_columns, step.exact)
         if input_delta is None:
             return
-        if self.size == 1:   # the same first c*out_h*out_w floats, overwritten
+        if adjoint:
+            ops.conv_input_delta_add(image_delta, self.weights, self.size, self.stride,
+                                     self.padding, groups, input_delta)
+        elif self.size == 1:   # the same first c*out_h*out_w floats, overwritten
             flat = input_delta.reshape(batch, -1)
             flat[:, :self.c * hw] = col_delta.reshape(batch, -1)
         else:

@@ -282,6 +282,13 @@ def gemm_rows(sgemm, m, n, k, a, lda, b, ldb, c, ldc):
     sgemm(101, 111, 111, m, n, k, np.float32(1), a, lda, b, ldb, np.float32(0), c, ldc)
 
 
+@kernel(inline=True)
+def gemm_slab(sgemm, transpose_a, m, n, k, a, lda, b, ldb, c, ldc):
+    """gemm_rows with op(A) = A (transpose_a 111) or A^T (112: A stored k x m)."""
+    sgemm(101, transpose_a, 111, m, n, k, np.float32(1), a, lda, b, ldb, np.float32(0), c,
+          ldc)
+
+
 def numba_threads():
     """Whether the parallel kernels may run on numba's threads in this process: a safe
     threading layer, and not a child forked after its parent started them (GNU OpenMP's

@@ -210,6 +210,11 @@ class CupyOps:
         out = out.reshape(batch, weights.shape[0], out_h, out_w)
         return self.scale_shift_activate(out, factor, shift, activation)
 
+    def conv2d(self, x, weights, size, stride, pad, groups, out_h, out_w):
+        """Training's convolution: conv2d_inference's im2col + GEMM, nothing added."""
+        return self.conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w,
+                                     None, self.zeros((weights.shape[0],)), "linear")
+
     def forget_conv_weights(self, weights):
         """conv2d_inference keeps nothing on the GPU."""
 
@@ -406,6 +411,31 @@ class CupyOps:
                       i32(size), i32(stride), i32(pad), i32(out_h), i32(out_w), target))
         if target is not image:
             image[...] = target
+
+    def conv_weight_gradient_add(self, delta, x, weight_updates, size, stride, pad, groups):
+        """im2col (1x1: the input as it is), then conv_backward_gemms' weight GEMMs."""
+        batch, n_filters, out_h, out_w = delta.shape
+        hw = out_h * out_w
+        if size == 1:
+            cols = x.reshape(batch, -1)[:, :x.shape[1] * hw]
+        else:
+            cols = self.im2col(x, size, stride, pad, out_h, out_w)
+        self.conv_backward_gemms(delta.reshape(batch, groups, n_filters // groups, hw),
+                                 cols.reshape(batch, groups, -1, hw), weight_updates,
+                                 weight_updates, False)
+
+    def fast_conv_adjoint(self, x_shape, weights_shape, size, stride, pad, groups):
+        """No: conv_backward_gemms' batched GEMM and col2im_add are the GPU's way."""
+        return False
+
+    def conv_input_delta_add(self, delta, weights, size, stride, pad, groups, input_delta):
+        """W^T . delta as one batched cuBLAS GEMM, then col2im_add (no Winograd here)."""
+        batch, n_filters, out_h, out_w = delta.shape
+        per_group = n_filters // groups
+        filters = weights.reshape(groups, per_group, -1).transpose(0, 2, 1)
+        columns = self.matmul(filters, delta.reshape(batch, groups, per_group, out_h * out_w))
+        self.col2im_add(columns.reshape(batch, -1, out_h * out_w), input_delta, size, stride,
+                        pad, out_h, out_w)
 
     def conv_backward_gemms(self, delta, cols, filters, weight_updates, input_columns,
                             exact=False):

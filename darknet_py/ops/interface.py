@@ -39,6 +39,18 @@ class Backend(Protocol):
                             exact: bool = False) -> Optional[Array]:
         """weight_updates (G, n, k) += delta (B, G, n, hw) . cols (B, G, k, hw)^T, and with
         input_columns W^T . delta (B, G, k, hw); exact: darknet's per-image order."""
+    def conv_weight_gradient_add(self, delta: Array, x: Array, weight_updates: Array,
+                                 size: int, stride: int, pad: int, groups: int) -> None:
+        """weight_updates (G, n, k) += the weight gradient of delta (B, K, out_h, out_w) at
+        the layer's input x, the sums in any order (default-mode training)."""
+    def fast_conv_adjoint(self, x_shape: Sequence[int], weights_shape: Sequence[int],
+                          size: int, stride: int, pad: int, groups: int) -> bool:
+        """Whether conv_input_delta_add beats conv_backward_gemms' input columns and
+        col2im_add for these shapes (x_shape: the layer's input)."""
+    def conv_input_delta_add(self, delta: Array, weights: Array, size: int, stride: int,
+                             pad: int, groups: int, input_delta: Array) -> None:
+        """input_delta (B, C, H, W) += the convolution's adjoint at delta (B, K, out_h,
+        out_w) (col2im of W^T . delta, the sums in any order): default-mode training."""
     def conv2d_inference(self, x: Array, weights: Array, size: int, stride: int, pad: int,
                          groups: int, out_h: int, out_w: int, factor: Optional[Array],
                          shift: Array, activation: str, out: Optional[Array] = None) -> Array:
@@ -48,6 +60,11 @@ class Backend(Protocol):
         may keep data derived from `weights` until forget_conv_weights. out: an array
         of the result's shape the backend may write the result into instead of
         allocating one (it checks that out suits it); the result is returned either way."""
+    def conv2d(self, x: Array, weights: Array, size: int, stride: int, pad: int,
+               groups: int, out_h: int, out_w: int) -> Array:
+        """The convolution alone (no bias, no activation) for default-mode training's
+        forward, by the backend's fastest formulation for the shape (the sums in any
+        order); may keep data derived from `weights` until sgd_step changes them."""
     def forget_conv_weights(self, weights: Array) -> None:
         """Drop what conv2d_inference derived from `weights` (they are about to change)."""
 

@@ -17,7 +17,7 @@ import numpy as np
 from .. import activations
 from ..settings import (BN_BACKWARD_EPSILON, BN_EPSILON, FLT_MAX, SECRET_NUM, import_numba,
                         thread_count)
-from . import cpu_kernels, winograd
+from . import cpu_kernels, weight_gradient, winograd
 from .threads import for_blocks
 
 name = "numpy"
@@ -220,6 +220,7 @@ def _blas_ready(matrix):
 # every shape (tests and benchmarks compare the two).
 FAST_CONV = True
 _winograd_filters = {}   # id(weights) -> (weakref to the weights, U, was it writable)
+_spare_filters = {}   # id(weights) -> (weakref, the U array of a dropped transform)
 
 
 def _conv_strategy(x_shape, weights_shape, size, stride, pad, groups):
@@ -259,6 +260,42 @@ def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor
     float32 C-contiguous array of the result's shape that x does not overlap
     (cpu_kernels.output_array); the im2col path, for other shapes, allocates."""
     strategy = _conv_strategy(x.shape, weights.shape, size, stride, pad, groups)
+    return _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w, factor,
+                     shift, activation, out)
+
+
+# Default-mode training takes Winograd for a layer only with at least this many tiles
+# in the minibatch: its filters are transformed afresh after every update (16*K*C
+# floats written), which a GEMM over few tiles does not repay. yolov2's 1024-filter
+# layers at 13x13 and batch 2 (98 tiles): im2col + GEMM 43 ms, Winograd 35 ms plus 25 ms
+# for the transform; at 52x52 and beyond Winograd takes half the time.
+TRAIN_WINOGRAD_MIN_TILES = 256
+
+
+def _training_strategy(x_shape, weights_shape, size, stride, pad, groups, out_h, out_w):
+    """conv2d's choice: conv2d_inference's, but Winograd only with enough tiles."""
+    strategy = _conv_strategy(x_shape, weights_shape, size, stride, pad, groups)
+    tiles = x_shape[0] * ((out_h + 1) // 2) * ((out_w + 1) // 2)
+    if strategy == "winograd" and tiles < TRAIN_WINOGRAD_MIN_TILES:
+        return "im2col"
+    return strategy
+
+
+def conv2d(x, weights, size, stride, pad, groups, out_h, out_w):
+    """The convolution alone (no bias, no activation) for a default-mode training
+    forward, by _training_strategy: Winograd (its filters kept for conv_input_delta_add
+    until sgd_step changes the weights), the direct 3-channel kernel, or a GEMM."""
+    strategy = _training_strategy(x.shape, weights.shape, size, stride, pad, groups, out_h,
+                                  out_w)
+    if strategy == "im2col" or x.dtype != F32:
+        return _conv_im2col(x, weights, size, stride, pad, groups, out_h, out_w)
+    return _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w, None,
+                     np.zeros(weights.shape[0], dtype=F32), "linear", None)
+
+
+def _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w, factor, shift,
+              activation, out):
+    """conv2d_inference's work for a chosen strategy."""
     n_filters = weights.shape[0]
     if strategy == "im2col" or x.dtype != F32:
         out = _conv_im2col(x, weights, size, stride, pad, groups, out_h, out_w)
@@ -320,12 +357,20 @@ def _transformed_filters(weights):
     entry = _winograd_filters.get(key)
     if entry is not None and entry[0]() is weights:
         return entry[1]
-    transformed = winograd.transform_filters(weights)
+    # training transforms a layer's filters after every update: into the array of the
+    # last transform (a fresh 64 MB for a 1024x1024 layer cost its page faults each time)
+    spare = _spare_filters.pop(key, None)
+    reuse = spare is not None and spare[0]() is weights and \
+        spare[1].size == 16 * weights.size // 9
+    transformed = winograd.transform_filters(weights, out=spare[1] if reuse else None)
 
     def dropped(reference, key=key):
         current = _winograd_filters.get(key)
         if current is not None and current[0] is reference:
             del _winograd_filters[key]
+        current = _spare_filters.get(key)
+        if current is not None and current[0] is reference:
+            del _spare_filters[key]
     _winograd_filters[key] = (weakref.ref(weights, dropped), transformed,
                               weights.flags.writeable)
     weights.flags.writeable = False
@@ -336,8 +381,10 @@ def forget_conv_weights(weights):
     """Drop what conv2d_inference derived from `weights` and make the array writable
     again (the weights are about to change in place: a training step's SGD update)."""
     entry = _winograd_filters.pop(id(weights), None)
-    if entry is not None and entry[0]() is weights and entry[2]:
-        weights.flags.writeable = True
+    if entry is not None and entry[0]() is weights:
+        _spare_filters[id(weights)] = entry[:2]   # kept for the next transform
+        if entry[2]:
+            weights.flags.writeable = True
 
 
 # ---------------------------------------------------------------- normalisation
@@ -731,6 +778,82 @@ def conv_backward_gemms(delta, cols, filters, weight_updates, input_columns, exa
     return columns
 
 
+def conv_weight_gradient_add(delta, x, weight_updates, size, stride, pad, groups):
+    """weight_updates (G, n, C/G*size*size) += sum over images of delta[b, g] (n, out_h*
+    out_w) . im2col(x[b])[g]^T: the weight gradient alone, in default mode (delta (B, K,
+    out_h, out_w), x the layer's input). Ungrouped kernels of size > 1 with weights below
+    BACKWARD_SLICED_WEIGHTS: in bands whose columns stay in cache (weight_gradient.py);
+    others: im2col and conv_backward_gemms."""
+    batch, n_filters, out_h, out_w = delta.shape
+    from .cpu_kernels import blas_single_threaded, fused_gemms
+    sgemm = fused_gemms()
+    if sgemm is not None and groups == 1 and size > 1 and \
+            weight_updates.size < BACKWARD_SLICED_WEIGHTS and \
+            all(a.dtype == F32 and a.flags.c_contiguous for a in (delta, x, weight_updates)):
+        with blas_single_threaded() as alone:
+            if alone:
+                weight_gradient.add_weight_gradient(
+                    sgemm, x, delta.reshape(batch, n_filters, -1),
+                    weight_updates.reshape(n_filters, -1), size, stride, pad, out_h, out_w,
+                    thread_count(), cpu_kernels.scratch)
+                return
+    cols = _conv_columns(x, size, stride, pad, out_h, out_w)
+    per_group = n_filters // groups
+    grouped = np.ascontiguousarray(delta).reshape(batch, groups, per_group, -1)
+    # no input columns asked for: the filters are not read (weight_updates stands in)
+    conv_backward_gemms(grouped, cols.reshape(batch, groups, -1, out_h * out_w),
+                        weight_updates, weight_updates, False)
+
+
+def fast_conv_adjoint(x_shape, weights_shape, size, stride, pad, groups):
+    """Whether conv_input_delta_add takes Winograd for these shapes (x_shape: the layer's
+    input), where it beats conv_backward_gemms' W^T . delta with col2im_add."""
+    out_h, out_w = x_shape[2] + 2 * pad - size + 1, x_shape[3] + 2 * pad - size + 1
+    return size == 3 and stride == 1 and _training_strategy(
+        x_shape, weights_shape, size, stride, pad, groups, out_h, out_w) in \
+        ("winograd", "direct")
+
+
+def conv_input_delta_add(delta, weights, size, stride, pad, groups, input_delta):
+    """input_delta (B, C, H, W) += the convolution's adjoint at delta (B, K, out_h, out_w):
+    backward_convolutional_layer's W^T . delta then col2im, in default mode (the sums in
+    another order). A 3x3 stride-1 ungrouped kernel: Winograd over the filters that
+    conv2d_inference transformed for the forward (kept until sgd_step changes the
+    weights), flipped and transposed on the way (winograd.conv3x3's adjoint), with
+    padding 2 - pad; its 16 GEMMs do 4/9 of the FLOPs, and no columns go through
+    memory. Where fast_conv_adjoint says no: the GEMM, then col2im_add."""
+    batch, n_filters, out_h, out_w = delta.shape
+    height, width = input_delta.shape[2:]
+    if fast_conv_adjoint(input_delta.shape, weights.shape, size, stride, pad, groups) and \
+            delta.dtype == F32 and \
+            input_delta.dtype == F32 and (out_h, out_w) == (height + 2 * pad - 2,
+                                                            width + 2 * pad - 2):
+        channels = input_delta.shape[1]
+        result = _scratch("conv_input_delta", input_delta.shape)
+        unit, zero = np.ones(channels, dtype=F32), np.zeros(channels, dtype=F32)
+        result, _ = winograd.conv3x3(delta, _transformed_filters(weights), 2 - pad, unit,
+                                     zero, "linear", for_blocks, result, adjoint=True)
+        _add_into(input_delta, result)
+        return
+    per_group = n_filters // groups
+    filters = weights.reshape(groups, per_group, -1).transpose(0, 2, 1)
+    columns = matmul(filters, delta.reshape(batch, groups, per_group, out_h * out_w))
+    col2im_add(columns.reshape(batch, -1, out_h * out_w), input_delta, size, stride, pad,
+               out_h, out_w)
+
+
+def _add_into(target, values):
+    """target += values (same shape, float32), split across the backend's threads."""
+    if not (target.flags.c_contiguous and values.flags.c_contiguous):
+        target += values
+        return
+    flat, add = target.reshape(-1), values.reshape(-1)
+
+    def work(start, stop):
+        np.add(flat[start:stop], add[start:stop], out=flat[start:stop])
+    for_blocks(flat.size, 1, work, block_elements=1 << 18)
+
+
 def col2im_add(cols, image, size, stride, pad, out_h, out_w):
     """Adjoint of im2col: add (B, C*size*size, out_h*out_w) columns into image (B, C, H, W)
     in place, as darknet's col2im_cpu does: kernel offsets in (c, ky, kx) order, each added
@@ -938,7 +1061,10 @@ def dropout_mask(rand, probability, scale):
 def sgd_step(param, update, rate, momentum, decay_term=None):
     """darknet's update for one parameter array, in place, in float32:
     decay (weights only): update += (-decay*B) * param; then param += (lr/B) * update;
-    update *= momentum. `rate` = lr/B and `decay_term` = -decay*B, rounded as darknet does."""
+    update *= momentum. `rate` = lr/B and `decay_term` = -decay*B, rounded as darknet does.
+    What conv2d_inference derived from `param` (its Winograd filters) is dropped first:
+    the weights change here, and nowhere else in training."""
+    forget_conv_weights(param)
     if _compiled() and param.dtype == update.dtype == F32 and param.flags.c_contiguous \
             and update.flags.c_contiguous:
         flat_param, flat_update = param.reshape(-1), update.reshape(-1)

@@ -23,7 +23,7 @@ cache (see conv3x3), and the backend's thread pool takes them from one queue.
 import numpy as np
 
 from .cpu_kernels import (FUSED_ACTIVATIONS, activated, blas_single_threaded, compiled,
-                          fused_gemms, gemm_rows, kernel, output_array, parallel_tasks,
+                          fused_gemms, gemm_slab, kernel, output_array, parallel_tasks,
                           scratch, task_elements)
 from ..settings import thread_count
 
@@ -41,42 +41,80 @@ BAND_FILTER_BYTES = 512 << 10
 STEP_BYTES = 24 << 20
 # Rows of at least this many tiles go through _output_row's vectorised loop.
 ROW_TILES = 32
+# Which U slab each of the 16 GEMMs uses: the same one, or for the adjoint (flipped
+# filters) xi = 4a + b -> 4p(a) + p(b) with p exchanging 0 and 3.
+FORWARD_SLABS = np.arange(16, dtype=np.int64)
+ADJOINT_SLABS = np.array([4 * (3 - a if a in (0, 3) else a) + (3 - b if b in (0, 3) else b)
+                          for a in range(4) for b in range(4)], dtype=np.int64)
+CBLAS_NO_TRANS, CBLAS_TRANS = 111, 112
 
 
-def transform_filters(weights):
+def transform_filters(weights, transposed=False, out=None):
     """(K, C, 3, 3) float32 filters -> U = G g G^T as (16, K, C) float32, xi = 4*row+col
-    of the 4x4 transformed filter; computed in float64 and rounded once. (One compiled
-    pass: NumPy's einsum or tensordots took seconds for a 1024x1024 layer.)"""
+    of the 4x4 transformed filter; computed in float64 and rounded once.
+
+    transposed: the filters of the convolution's adjoint instead (the input delta of
+    training's backward): each g flipped in both directions and K, C swapped, (16, C, K);
+    conv3x3 with them and padding 2 - pad carries an output delta back to the input.
+    out: a float32 array of U's size to write into (a training step's scratch)."""
     compiled()   # the kernels below run compiled (the caller checked numba is there)
     filters = np.ascontiguousarray(weights, dtype=F32)
     n_filters, channels = filters.shape[:2]
-    transformed = np.empty((16, n_filters, channels), dtype=F32)
-    _filter_transform(filters.reshape(n_filters, channels, 9), transformed)
+    shape = (16, channels, n_filters) if transposed else (16, n_filters, channels)
+    if out is None:
+        out = np.empty(shape, dtype=F32)
+    transformed = out.reshape(shape)
+    rows = shape[1]
+    _filter_transform(filters.reshape(n_filters, channels, 9), transformed, transposed,
+                      _slab_stride(shape[2]), max(1, min(rows, 2 * thread_count())))
     return transformed
 
 
-@kernel
-def _filter_transform(filters, out):
+@kernel(parallel=True)
+def _filter_transform(filters, out, transposed, stride, tasks):
     """out[4*a + b, k, c] = sum_ij G[a, i] g[k, c, i, j] G[b, j] in double, where G's rows
-    are (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1)."""
+    are (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1); transposed: out[xi, c, k]
+    from g[k, c] flipped (tap 8 - t for tap t). A row of out (all 16 slabs) at a time:
+    its filters' taps gathered into `taps` (9, columns), transformed into `rows` (16,
+    columns), copied out. Both buffers' rows are _slab_stride apart: 16 or 25 streams
+    4 KB apart (1024 channels) map to the same L1 sets, which made the arithmetic 5x
+    slower; and writing out's slabs entry by entry, 4 MB apart, took 110 ms for yolov2's
+    1024x1024 layer."""
     n_filters, channels = filters.shape[0], filters.shape[1]
-    rows = np.empty((4, 3))
-    for k in range(n_filters):
-        for c in range(channels):
-            g = filters[k, c]
-            for j in range(3):   # G g: the columns of g combined
-                top, middle, bottom = np.float64(g[j]), np.float64(g[3 + j]), \
-                    np.float64(g[6 + j])
-                rows[0, j] = top
-                rows[1, j] = 0.5 * (top + middle + bottom)
-                rows[2, j] = 0.5 * (top - middle + bottom)
-                rows[3, j] = bottom
-            for a in range(4):   # (G g) G^T: each row's entries combined likewise
-                left, centre, right = rows[a, 0], rows[a, 1], rows[a, 2]
-                out[4 * a, k, c] = left
-                out[4 * a + 1, k, c] = 0.5 * (left + centre + right)
-                out[4 * a + 2, k, c] = 0.5 * (left - centre + right)
-                out[4 * a + 3, k, c] = right
+    rows_out = channels if transposed else n_filters
+    columns = n_filters if transposed else channels
+    for task in prange(tasks):
+        taps = np.empty((9, stride), dtype=np.float32)
+        rows = np.empty((16, stride), dtype=np.float32)
+        for row in range(task * rows_out // tasks, (task + 1) * rows_out // tasks):
+            for column in range(columns):
+                for t in range(9):
+                    taps[t, column] = filters[column, row, 8 - t] if transposed \
+                        else filters[row, column, t]
+            _transform_row(taps, rows, columns)
+            for xi in range(16):
+                out[xi, row, :] = rows[xi, :columns]
+
+
+@kernel(inline=True)
+def _transform_row(taps, rows, columns):
+    """rows[:, n] = the 16 entries of G g G^T for the 3x3 g in taps[:, n] (row-major)."""
+    for n in range(columns):
+        # G g: the three columns of g, each combined as (top, sum/2, alternating/2, bottom)
+        t0, t1, t2 = np.float64(taps[0, n]), np.float64(taps[1, n]), np.float64(taps[2, n])
+        m0, m1, m2 = np.float64(taps[3, n]), np.float64(taps[4, n]), np.float64(taps[5, n])
+        b0, b1, b2 = np.float64(taps[6, n]), np.float64(taps[7, n]), np.float64(taps[8, n])
+        s0, s1, s2 = 0.5 * (t0 + m0 + b0), 0.5 * (t1 + m1 + b1), 0.5 * (t2 + m2 + b2)
+        d0, d1, d2 = 0.5 * (t0 - m0 + b0), 0.5 * (t1 - m1 + b1), 0.5 * (t2 - m2 + b2)
+        # (G g) G^T: each of the four rows combined likewise
+        rows[0, n], rows[1, n] = t0, 0.5 * (t0 + t1 + t2)
+        rows[2, n], rows[3, n] = 0.5 * (t0 - t1 + t2), t2
+        rows[4, n], rows[5, n] = s0, 0.5 * (s0 + s1 + s2)
+        rows[6, n], rows[7, n] = 0.5 * (s0 - s1 + s2), s2
+        rows[8, n], rows[9, n] = d0, 0.5 * (d0 + d1 + d2)
+        rows[10, n], rows[11, n] = 0.5 * (d0 - d1 + d2), d2
+        rows[12, n], rows[13, n] = b0, 0.5 * (b0 + b1 + b2)
+        rows[14, n], rows[15, n] = 0.5 * (b0 - b1 + b2), b2
 
 
 def _slab_stride(count):
@@ -273,7 +311,8 @@ def _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row
                 lower[out_w - 1] = y10
 
 
-def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None):
+def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None,
+            adjoint=False):
     """The 3x3 stride-1 convolution of x (B, C, H, W) float32 with U = filters (16, K, C)
     (transform_filters), padding `pad`, then y*factors + shifts per filter and the
     activation when it is in FUSED_ACTIVATIONS (otherwise the caller activates: the
@@ -294,13 +333,23 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None):
     cpu_kernels.fused_gemms gives OpenBLAS's sgemm, both ways run as one parallel kernel
     on numba's threads (_fused_bands, _fused_steps: the same tasks and the same serial
     code per task, without a trip through Python between the steps); otherwise their
-    tasks go to the Python pool (for_blocks)."""
+    tasks go to the Python pool (for_blocks).
+
+    adjoint: the convolution's adjoint instead, with the same U (16, K, C): x has K
+    channels and the result C, each GEMM U[ADJOINT_SLABS[xi]]^T @ V[xi]. That is the
+    convolution with the filters flipped and K, C swapped, whose transform is U with
+    rows and columns 0 and 3 of each 4x4 tile exchanged (G J = P G for the reversal J
+    and that exchange P), transposed: training's input delta, padding 2 - pad, without
+    transforming the filters again."""
     compiled()
     x = np.ascontiguousarray(x, dtype=F32)
     batch, channels, height, width = x.shape
-    n_filters = filters.shape[1]
+    n_filters = filters.shape[2] if adjoint else filters.shape[1]
+    if filters.shape[1 if adjoint else 2] != channels:
+        raise ValueError(f"winograd.conv3x3: filters {filters.shape} do not fit an input "
+                         f"of {channels} channels")
     shape = _Shape(batch, channels, n_filters, height + 2 * pad - 2, width + 2 * pad - 2,
-                   pad)
+                   pad, adjoint)
     code = FUSED_ACTIVATIONS.get(activation, 0)
     out = output_array(out, (batch, n_filters, shape.out_h, shape.out_w), x)
     sgemm = fused_gemms()
@@ -322,9 +371,13 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None):
 class _Shape:
     """A layer's tiling: 2x2 output blocks, tiles_h x tiles_w per image."""
 
-    def __init__(self, batch, channels, n_filters, out_h, out_w, pad):
+    def __init__(self, batch, channels, n_filters, out_h, out_w, pad, adjoint=False):
         self.batch, self.channels, self.n_filters = batch, channels, n_filters
         self.out_h, self.out_w, self.pad = out_h, out_w, pad
+        # the GEMMs' slab order and their A operand: U[xi] as it is, or U[slab]^T
+        self.slabs = ADJOINT_SLABS if adjoint else FORWARD_SLABS
+        self.transpose_a = CBLAS_TRANS if adjoint else CBLAS_NO_TRANS
+        self.adjoint = adjoint
         self.tiles_h, self.tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
         self.tile_rows = batch * self.tiles_h
         self.tiles = self.tile_rows * self.tiles_w
@@ -336,15 +389,19 @@ def _slabs(name, rows, tiles):
     return scratch("winograd " + name, 16 * stride).reshape(16, stride)
 
 
-def _gemms(filters, v, rows, tiles, m, n_rows, errors):
+def _gemms(filters, v, rows, tiles, m, n_rows, errors, first=0, last=16, adjoint=False):
     """m[xi] (n_rows, tiles) = filters[xi] (n_rows, rows) @ v[xi] (rows, tiles) for the
-    slabs xi of these arrays, under the caller's np.errstate `errors` (a pool thread does
-    not inherit it: the network's forward silences the inf/NaN warnings that its own
-    check reports instead)."""
-    count = filters.shape[0]
+    slabs first..last (adjoint: filters[ADJOINT_SLABS[xi]]^T), under the caller's
+    np.errstate `errors` (a pool thread does not inherit it: the network's forward
+    silences the inf/NaN warnings that its own check reports instead)."""
+    if adjoint:
+        a = filters[ADJOINT_SLABS[first:last]].transpose(0, 2, 1)
+    else:
+        a = filters[first:last]
+    count = last - first
     with np.errstate(**errors):
-        np.matmul(filters, v[:, :rows * tiles].reshape(count, rows, tiles),
-                  out=m[:, :n_rows * tiles].reshape(count, n_rows, tiles))
+        np.matmul(a, v[first:last, :rows * tiles].reshape(count, rows, tiles),
+                  out=m[first:last, :n_rows * tiles].reshape(count, n_rows, tiles))
 
 
 def _band_rows(shape):
@@ -364,14 +421,15 @@ def _fused_bands(sgemm, x, filters, shape, factors, shifts, code, out):
         tasks, 16, -1)
     m = scratch("winograd fused_m", tasks * 16 * _slab_stride(shape.n_filters * tiles)).reshape(
         tasks, 16, -1)
-    _bands_kernel(sgemm, x, filters, v, m, out, factors, shifts, code, shape.pad,
-                  shape.tiles_h, shape.tiles_w, shape.tile_rows, band_rows, tasks)
+    _bands_kernel(sgemm, x, filters, shape.slabs, shape.transpose_a, shape.n_filters, v, m,
+                  out, factors, shifts, code, shape.pad, shape.tiles_h, shape.tiles_w,
+                  shape.tile_rows, band_rows, tasks)
 
 
 @kernel(parallel=True)
-def _bands_kernel(sgemm, x, filters, v_all, m_all, out, factors, shifts, code, pad, tiles_h,
-                  tiles_w, tile_rows, band_rows, tasks):
-    channels, n_filters = x.shape[1], filters.shape[1]
+def _bands_kernel(sgemm, x, filters, slabs, transpose_a, n_filters, v_all, m_all, out,
+                  factors, shifts, code, pad, tiles_h, tiles_w, tile_rows, band_rows, tasks):
+    channels, lda = x.shape[1], filters.shape[2]
     bands = (tile_rows + band_rows - 1) // band_rows
     for task in prange(tasks):
         v = v_all[task]
@@ -382,8 +440,9 @@ def _bands_kernel(sgemm, x, filters, v_all, m_all, out, factors, shifts, code, p
             tiles = (row1 - row0) * tiles_w
             _input_transform(x, v, pad, tiles_h, tiles_w, row0, row1, 0, channels)
             for xi in range(16):
-                gemm_rows(sgemm, n_filters, tiles, channels, filters[xi].ctypes.data,
-                          channels, v[xi].ctypes.data, tiles, m[xi].ctypes.data, tiles)
+                gemm_slab(sgemm, transpose_a, n_filters, tiles, channels,
+                          filters[slabs[xi]].ctypes.data, lda, v[xi].ctypes.data, tiles,
+                          m[xi].ctypes.data, tiles)
             _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row1,
                               0, n_filters, 0)
 
@@ -401,23 +460,25 @@ def _fused_steps(sgemm, x, filters, shape, factors, shifts, code, out):
         tiles = (row1 - row0) * tiles_w
         v = _slabs("v_all", channels, tiles)
         m = _slabs("m_all", n_filters, tiles)
-        _steps_kernel(sgemm, x, filters, v, m, out, factors, shifts, code, shape.pad,
-                      shape.tiles_h, tiles_w, row0, row1,
+        _steps_kernel(sgemm, x, filters, shape.slabs, shape.transpose_a, n_filters, v, m,
+                      out, factors, shifts, code, shape.pad, shape.tiles_h, tiles_w, row0,
+                      row1,
                       parallel_tasks(channels, 16 * tiles),
                       parallel_tasks(n_filters, 16 * tiles))
 
 
 @kernel(parallel=True)
-def _steps_kernel(sgemm, x, filters, v, m, out, factors, shifts, code, pad, tiles_h,
-                  tiles_w, row0, row1, in_tasks, out_tasks):
-    channels, n_filters = x.shape[1], filters.shape[1]
+def _steps_kernel(sgemm, x, filters, slabs, transpose_a, n_filters, v, m, out, factors,
+                  shifts, code, pad, tiles_h, tiles_w, row0, row1, in_tasks, out_tasks):
+    channels, lda = x.shape[1], filters.shape[2]
     tiles = (row1 - row0) * tiles_w
     for task in prange(in_tasks):
         _input_transform(x, v, pad, tiles_h, tiles_w, row0, row1,
                          task * channels // in_tasks, (task + 1) * channels // in_tasks)
     for xi in prange(16):
-        gemm_rows(sgemm, n_filters, tiles, channels, filters[xi].ctypes.data, channels,
-                  v[xi].ctypes.data, tiles, m[xi].ctypes.data, tiles)
+        gemm_slab(sgemm, transpose_a, n_filters, tiles, channels,
+                  filters[slabs[xi]].ctypes.data, lda, v[xi].ctypes.data, tiles,
+                  m[xi].ctypes.data, tiles)
     for task in prange(out_tasks):
         _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row1,
                           task * n_filters // out_tasks, (task + 1) * n_filters // out_tasks,
@@ -438,7 +499,8 @@ def _by_bands(x, filters, shape, factors, shifts, code, out, for_blocks):
             m = _slabs("m", n_filters, tiles)
             _input_transform(x, v, shape.pad, shape.tiles_h, tiles_w, row0, row1, 0,
                              channels)
-            _gemms(filters, v, channels, tiles, m, n_filters, errors)
+            _gemms(filters, v, channels, tiles, m, n_filters, errors,
+                   adjoint=shape.adjoint)
             _output_transform(m, out, factors, shifts, code, shape.tiles_h, tiles_w, row0,
                               row1, 0, n_filters, 0)
 
@@ -465,8 +527,8 @@ def _by_steps(x, filters, shape, factors, shifts, code, out, for_blocks, own_gem
         m = _slabs("m_all", n_filters, tiles)
 
         def gemms(first, last, v=v, m=m, tiles=tiles):
-            _gemms(filters[first:last], v[first:last], channels, tiles, m[first:last],
-                   n_filters, errors)
+            _gemms(filters, v, channels, tiles, m, n_filters, errors, first, last,
+                   shape.adjoint)
 
         def inputs(c0, c1, v=v, row0=row0, row1=row1):
             _input_transform(x, v, shape.pad, shape.tiles_h, tiles_w, row0, row1, c0, c1)
