@@ -20,6 +20,9 @@ from .settings import memory_bytes
 from .weights import DEFAULT_HEADER, read_weights, write_weights
 
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
+# Plain inference lets a convolution compute the 2x2/2 maxpool after it (_fused_pools);
+# False runs every layer on its own (tests compare the two).
+FUSE_POOLS = True
 
 
 @dataclass
@@ -239,8 +242,13 @@ class Network:
         return Step(ops=self.ops, train=train, exact=self.exact, truth=truth, seen=self.seen,
                     rng=self.rng)
 
-    def forward(self, x):
+    def forward(self, x, every_output=False):
         """Run every layer on a float32 (batch, c, h, w) array; returns the network output.
+
+        In plain inference a convolution may compute the 2x2/2 maxpool after it
+        (_fused_pools): it then holds the pooled map, as the maxpool does, and its own
+        full output is never made. every_output=True runs each layer on its own, so that
+        every layer's `output` is darknet's (forward dumps, per-layer comparisons).
 
         As in darknet, each layer's `output` is its own array, rewritten by the next
         forward (in plain inference the layers write into their previous output arrays:
@@ -254,14 +262,20 @@ class Network:
         self.ensure_initialized()
         step = self.step()
         reusing = dataclasses.replace(step, reuse_outputs=True)
+        pooling = dataclasses.replace(reusing, pool=True)
         last = self.output_layer()
+        fused = self._fused_pools() if step.fast and not every_output else ()
         x = self.ops.to_device(x)
         if self.ops.count_non_finite(x):
             log.warn(f"{self.path}: the input holds NaN or infinite values")
         # darknet_py says what went non-finite itself: no numpy RuntimeWarnings
         with np.errstate(all="ignore"):
             for layer in self.layers:
-                x = layer.forward(x, step if layer is last else reusing)
+                if layer.index - 1 in fused:   # the maxpool its convolution computed
+                    layer.output, layer.indexes = x, None
+                    continue
+                x = layer.forward(x, step if layer is last else
+                                  pooling if layer.index in fused else reusing)
         output = last.output
         share = self.ops.xp.may_share_memory
         if any(layer is not last and layer.output is not None and share(output, layer.output)
@@ -275,6 +289,29 @@ class Network:
                 f"; first at layer {problem[0]} ({self.layers[problem[0]].type}) {problem[1]}"
             log.warn(f"{self.path}: the network output holds NaN or infinite values{where}")
         return output
+
+    def _fused_pools(self):
+        """Indexes of the convolutions that compute the 2x2/2 maxpool after them in plain
+        inference (Step.pool): a 3x3 stride-1 convolution whose next layer is a size=2
+        stride=2 maxpool with windows at (2i, 2j) (padding 0 or 1, output ceil(h/2) x
+        ceil(w/2)), whose output no route reads and which is not the output layer, nor
+        is its maxpool. The full map then never goes to memory, and the maxpool's pass
+        over it goes: 3-4 ms of yolov2-tiny-voc's batch-1 forward. The values are
+        maxpool_inference's bit for bit (tests/test_fused_pool.py)."""
+        if not FUSE_POOLS:
+            return set()
+        read = {source for layer in self.layers for source in getattr(layer, "sources", ())}
+        last = self.output_layer()
+        fused = set()
+        for conv, pool in zip(self.layers, self.layers[1:]):
+            if conv.type == "convolutional" and pool.type == "maxpool" and \
+                    conv.size == 3 and conv.stride == 1 and conv.groups == 1 and \
+                    pool.size == 2 and pool.stride == 2 and pool.padding // 2 == 0 and \
+                    (pool.out_h, pool.out_w) == ((conv.out_h + 1) // 2,
+                                                 (conv.out_w + 1) // 2) and \
+                    conv.index not in read and last not in (conv, pool):
+                fused.add(conv.index)
+        return fused
 
     def output_layer(self):
         """darknet's network_output: the last layer that is not a [cost] layer."""

@@ -53,7 +53,7 @@ def forward_main(argv):
         x = read_input_array(source, net)
     else:
         x = letterbox_image(load_image(source), net.width, net.height)[None]
-    net.forward(x)
+    net.forward(x, every_output=True)
     try:
         os.makedirs(dump, exist_ok=True)
     except OSError as err:

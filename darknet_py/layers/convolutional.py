@@ -99,11 +99,15 @@ class ConvolutionalLayer(WeightedLayer):
                                                    self.scales, self.biases)
             else:
                 factor, shift = None, self.biases
-            out = self.reusable_output(step, (batch, self.n_filters, self.out_h, self.out_w))
+            if step.pool:   # the maxpool after this layer, computed here (Step.pool)
+                shape = (batch, self.n_filters, (self.out_h + 1) // 2, (self.out_w + 1) // 2)
+            else:
+                shape = (batch, self.n_filters, self.out_h, self.out_w)
             self.output = ops.conv2d_inference(x, self.weights, self.size, self.stride,
                                                self.padding, groups, self.out_h,
                                                self.out_w, factor, shift, self.activation,
-                                               out)
+                                               self.reusable_output(step, shape),
+                                               pool=step.pool)
             return self.output
         if step.exact:
             # darknet's im2col + gemm, its sums in its order (what an inference forward

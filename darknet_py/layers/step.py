@@ -24,6 +24,10 @@ class Step:
     # returned, as darknet allocates l.output once: no fresh pages to fault in every
     # forward. The network leaves it off for its output layer, whose array it returns.
     reuse_outputs: bool = False
+    # plain inference: the next layer is a 2x2/2 maxpool that this convolution computes
+    # as it writes its output (Network._fused_pools); the layer then returns, and holds
+    # as its output, the pooled map
+    pool: bool = False
 
     @property
     def fast(self):

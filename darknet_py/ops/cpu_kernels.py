@@ -442,6 +442,33 @@ _BLAS_LOCK = threading.Lock()
 _LOWEST = np.float32(-FLT_MAX)
 
 
+@kernel(inline=True)
+def pooled_window(y00, y01, y10, y11, right, lower):
+    """darknet's maxpool of one 2x2 window (forward_maxpool_layer): from -FLT_MAX, cells
+    (0,0), (0,1), (1,0), (1,1) in order, each taken only when strictly greater (a NaN never
+    wins); right/lower say whether the window's second column/row lies in the map. The
+    convolutions that pool their own output (fused) use it."""
+    # selects, not branches: a window's cells compare in order, NaNs lose, and no
+    # comparison outcome is predicted (random data mispredicted half of them)
+    best = y00 if y00 > _LOWEST else _LOWEST
+    best = y01 if right and y01 > best else best
+    best = y10 if lower and y10 > best else best
+    return y11 if right and lower and y11 > best else best
+
+
+@kernel(inline=True)
+def _pool_rows(upper, lower, target, width, lower_in):
+    """target[j] = pooled_window of columns 2j, 2j+1 of rows upper and lower (a map
+    `width` wide; lower_in: whether the lower row lies in it)."""
+    half = width // 2
+    for j in range(half):
+        target[j] = pooled_window(upper[2 * j], upper[2 * j + 1], lower[2 * j],
+                                  lower[2 * j + 1], True, lower_in)
+    if width & 1:
+        target[half] = pooled_window(upper[width - 1], upper[width - 1], lower[width - 1],
+                                     lower[width - 1], False, lower_in)
+
+
 @kernel
 def _maxpool_planes(x, out, size, stride, top, p0, p1):
     """out[p] = darknet's maxpool of x[p] for planes p0..p1 of (planes, h, w) arrays.
@@ -773,6 +800,46 @@ def _rgb_row_loop(out_row, rows, w, factor, shift, code, count):
         out_row[j] = activated(total * factor + shift, code)
 
 
+@kernel(inline=True)
+def _rgb_row(padded, image, y, w, factor, shift, code, target, count):
+    """Output row y of one filter (taps w) into target: _rgb_row_loop with the nine
+    input rows it needs and its activation code a constant in each loop."""
+    rows = (padded[image, 0, y], padded[image, 0, y + 1], padded[image, 0, y + 2],
+            padded[image, 1, y], padded[image, 1, y + 1], padded[image, 1, y + 2],
+            padded[image, 2, y], padded[image, 2, y + 1], padded[image, 2, y + 2])
+    if code == 1:
+        _rgb_row_loop(target, rows, w, factor, shift, 1, count)
+    elif code == 0:
+        _rgb_row_loop(target, rows, w, factor, shift, 0, count)
+    elif code == 2:
+        _rgb_row_loop(target, rows, w, factor, shift, 2, count)
+    else:
+        _rgb_row_loop(target, rows, w, factor, shift, code, count)
+
+
+@kernel(fastmath={"contract", "reassoc"})
+def _rgb_pooled_rows(padded, filters, factors, shifts, code, out, r0, r1, conv_h, conv_w):
+    """_rgb_rows' convolution pooled by darknet's 2x2/2 maxpool as it goes: pooled rows
+    r0..r1 (r = image * pooled_h + i), each from two output rows computed into buffers
+    that stay in L1 (the full map, 11 MB for 16 filters at 416x416, is never written)."""
+    n_filters, pooled_h = out.shape[1], out.shape[2]
+    w = np.empty(27, dtype=np.float32)
+    upper = np.empty(conv_w, dtype=np.float32)
+    lower = np.empty(conv_w, dtype=np.float32)
+    for r in range(r0, r1):
+        image = r // pooled_h
+        i = r - image * pooled_h
+        lower_in = 2 * i + 1 < conv_h
+        for k in range(n_filters):
+            for t in range(27):
+                w[t] = filters[k, t]
+            _rgb_row(padded, image, 2 * i, w, factors[k], shifts[k], code, upper, conv_w)
+            if lower_in:
+                _rgb_row(padded, image, 2 * i + 1, w, factors[k], shifts[k], code, lower,
+                         conv_w)
+            _pool_rows(upper, lower, out[image, k, i], conv_w, lower_in)
+
+
 @kernel(fastmath={"contract", "reassoc"})
 def _rgb_rows(padded, filters, factors, shifts, code, out, r0, r1):
     """Output rows r0..r1 (r = image * out_h + y) of every filter of a 3x3 stride-1
@@ -819,11 +886,12 @@ def _zero_bordered(shape, pad, inner_h, inner_w):
     return _padded.array
 
 
-def rgb_conv3x3(x, weights, pad, factors, shifts, code, out=None):
+def rgb_conv3x3(x, weights, pad, factors, shifts, code, out=None, pool=False):
     """The 3x3 stride-1 convolution of a 3-channel x (B, 3, H, W) with weights (K, 3, 3,
     3), then y*factors + shifts and activation `code` (FUSED_ACTIVATIONS), computed
     directly: a network's first layer, where Winograd's transforms cost more than its
-    saved multiplications (27 per output, 3 channels) and im2col's copy more still."""
+    saved multiplications (27 per output, 3 channels) and im2col's copy more still.
+    pool: darknet's 2x2/2 maxpool of that instead, (B, K, ceil(out_h/2), ceil(out_w/2))."""
     compiled()
     batch, channels, height, width = x.shape
     out_h, out_w = height + 2 * pad - 2, width + 2 * pad - 2
@@ -831,22 +899,33 @@ def rgb_conv3x3(x, weights, pad, factors, shifts, code, out=None):
     inner_h, inner_w = min(height, out_h + 2 - pad), min(width, out_w + 2 - pad)
     padded = _zero_bordered((batch, channels, out_h + 2, out_w + 2), pad, inner_h, inner_w)
     padded[:, :, pad:pad + inner_h, pad:pad + inner_w] = x[:, :, :inner_h, :inner_w]
-    out = output_array(out, (batch, weights.shape[0], out_h, out_w), x)
+    out_rows = (out_h + 1) // 2 if pool else out_h
+    out = output_array(out, (batch, weights.shape[0], out_rows,
+                             (out_w + 1) // 2 if pool else out_w), x)
     filters = np.ascontiguousarray(weights, dtype=np.float32).reshape(weights.shape[0], 27)
-    rows, per_row = batch * out_h, weights.shape[0] * 27 * out_w
+    rows, per_row = batch * out_rows, weights.shape[0] * 27 * out_w * (2 if pool else 1)
     if numba_threads():
         _rgb_row_tasks(padded, filters, factors, shifts, code, out, rows,
-                       parallel_tasks(rows, per_row))
+                       parallel_tasks(rows, per_row), pool, out_h, out_w)
     else:
-        for_blocks(rows, per_row,
-                   functools.partial(_rgb_rows, padded, filters, factors, shifts, code, out),
+        work = functools.partial(_rgb_pooled_rows, padded, filters, factors, shifts, code,
+                                 out) if pool else \
+            functools.partial(_rgb_rows, padded, filters, factors, shifts, code, out)
+        extra = (out_h, out_w) if pool else ()
+        for_blocks(rows, per_row, lambda r0, r1: work(r0, r1, *extra),
                    block_elements=task_elements(rows, per_row))
     return out
 
 
 @kernel(parallel=True)
-def _rgb_row_tasks(padded, filters, factors, shifts, code, out, rows, tasks):
-    """_rgb_rows over all output rows, split into `tasks` ranges on numba's threads."""
+def _rgb_row_tasks(padded, filters, factors, shifts, code, out, rows, tasks, pool, conv_h,
+                   conv_w):
+    """_rgb_rows (or with pool _rgb_pooled_rows) over all output rows, split into `tasks`
+    ranges on numba's threads."""
     for task in prange(tasks):
-        _rgb_rows(padded, filters, factors, shifts, code, out, task * rows // tasks,
-                  (task + 1) * rows // tasks)
+        if pool:
+            _rgb_pooled_rows(padded, filters, factors, shifts, code, out, task * rows // tasks,
+                             (task + 1) * rows // tasks, conv_h, conv_w)
+        else:
+            _rgb_rows(padded, filters, factors, shifts, code, out, task * rows // tasks,
+                      (task + 1) * rows // tasks)

@@ -194,7 +194,7 @@ class CupyOps:
         return out
 
     def conv2d_inference(self, x, weights, size, stride, pad, groups, out_h, out_w, factor,
-                         shift, activation, out=None):
+                         shift, activation, out=None, pool=False):
         """im2col + cuBLAS GEMM, then scale_shift_activate: the layer's training/exact
         forward with the fast tail (numpy_ops.conv2d_inference's values; no Winograd on
         the GPU). darknet skips im2col for every 1x1 kernel. `out` is not used: CuPy's
@@ -208,7 +208,10 @@ class CupyOps:
         filters = weights.reshape(groups, weights.shape[0] // groups, -1)
         out = self.matmul(filters, cols.reshape(batch, groups, -1, hw))
         out = out.reshape(batch, weights.shape[0], out_h, out_w)
-        return self.scale_shift_activate(out, factor, shift, activation)
+        out = self.scale_shift_activate(out, factor, shift, activation)
+        if pool:   # a fused maxpool after it (numpy_ops.conv2d_inference): its kernel here
+            return self.maxpool_inference(out, 2, 2, 1, (out_h + 1) // 2, (out_w + 1) // 2)
+        return out
 
     def conv2d(self, x, weights, size, stride, pad, groups, out_h, out_w):
         """Training's convolution: conv2d_inference's im2col + GEMM, nothing added."""

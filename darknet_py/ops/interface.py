@@ -53,13 +53,16 @@ class Backend(Protocol):
         out_w) (col2im of W^T . delta, the sums in any order): default-mode training."""
     def conv2d_inference(self, x: Array, weights: Array, size: int, stride: int, pad: int,
                          groups: int, out_h: int, out_w: int, factor: Optional[Array],
-                         shift: Array, activation: str, out: Optional[Array] = None) -> Array:
+                         shift: Array, activation: str, out: Optional[Array] = None,
+                         pool: bool = False) -> Array:
         """A convolutional layer's plain-inference forward: the convolution, then
         y*factor + shift per filter (factor None: + shift) and activate(fast=True), by
         whatever formulation is fastest for the shape (numpy: Winograd or im2col + GEMM);
         may keep data derived from `weights` until forget_conv_weights. out: an array
         of the result's shape the backend may write the result into instead of
-        allocating one (it checks that out suits it); the result is returned either way."""
+        allocating one (it checks that out suits it); the result is returned either way.
+        pool: darknet's size=2 stride=2 maxpool of the result instead (B, K,
+        ceil(out_h/2), ceil(out_w/2)), the values of maxpool_inference on the result."""
     def conv2d(self, x: Array, weights: Array, size: int, stride: int, pad: int,
                groups: int, out_h: int, out_w: int) -> Array:
         """The convolution alone (no bias, no activation) for default-mode training's

@@ -245,7 +245,7 @@ def _conv_strategy(x_shape, weights_shape, size, stride, pad, groups):
 
 
 def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor, shift,
-                     activation, out=None):
+                     activation, out=None, pool=False):
     """A convolutional layer's inference forward: x (B, C, H, W) convolved with weights
     (K, C/groups, size, size), then y*factor + shift per filter (factor None: + shift
     only, as add_bias) and the activation with activate(fast=True)'s arithmetic.
@@ -258,10 +258,22 @@ def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor
 
     out (the layer's previous output, in plain inference) is written into where it is a
     float32 C-contiguous array of the result's shape that x does not overlap
-    (cpu_kernels.output_array); the im2col path, for other shapes, allocates."""
+    (cpu_kernels.output_array); the im2col path, for other shapes, allocates.
+
+    pool: darknet's size=2 stride=2 maxpool of the result instead (B, K, ceil(out_h/2),
+    ceil(out_w/2)), windows at (2i, 2j), the same values bit for bit as
+    maxpool_inference of the result: Winograd's output transform and the 3-channel
+    kernel pool each 2x2 block as they write it (the full map never goes to memory);
+    other shapes run the two one after the other."""
     strategy = _conv_strategy(x.shape, weights.shape, size, stride, pad, groups)
+    if pool and not (strategy in ("winograd", "direct") and x.dtype == F32 and
+                     activation in cpu_kernels.FUSED_ACTIVATIONS):
+        # no kernel of its own for this shape: the convolution, then the maxpool
+        full = _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w,
+                         factor, shift, activation, None)
+        return maxpool_inference(full, 2, 2, 1, (out_h + 1) // 2, (out_w + 1) // 2, out)
     return _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w, factor,
-                     shift, activation, out)
+                     shift, activation, out, pool)
 
 
 # Default-mode training takes Winograd for a layer only with at least this many tiles
@@ -294,8 +306,8 @@ def conv2d(x, weights, size, stride, pad, groups, out_h, out_w):
 
 
 def _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w, factor, shift,
-              activation, out):
-    """conv2d_inference's work for a chosen strategy."""
+              activation, out, pool=False):
+    """conv2d_inference's work for a chosen strategy (pool: Winograd and direct only)."""
     n_filters = weights.shape[0]
     if strategy == "im2col" or x.dtype != F32:
         out = _conv_im2col(x, weights, size, stride, pad, groups, out_h, out_w)
@@ -305,10 +317,10 @@ def _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w, fac
     shifts = np.ascontiguousarray(shift, dtype=F32)
     if strategy == "winograd":
         out, activated = winograd.conv3x3(x, _transformed_filters(weights), pad, factors,
-                                          shifts, activation, for_blocks, out)
+                                          shifts, activation, for_blocks, out, pool=pool)
     elif strategy == "direct":
         code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
-        out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code, out)
+        out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code, out, pool)
         activated = activation in cpu_kernels.FUSED_ACTIVATIONS
     else:
         cols = _conv_columns(x, size, stride, pad, out_h, out_w)

@@ -23,7 +23,7 @@ cache (see conv3x3), and the backend's thread pool takes them from one queue.
 import numpy as np
 
 from .cpu_kernels import (FUSED_ACTIVATIONS, activated, blas_single_threaded, compiled,
-                          fused_gemms, gemm_slab, kernel, output_array, parallel_tasks,
+                          fused_gemms, gemm_slab, kernel, pooled_window, output_array, parallel_tasks,
                           scratch, task_elements)
 from ..settings import thread_count
 
@@ -41,6 +41,8 @@ BAND_FILTER_BYTES = 512 << 10
 STEP_BYTES = 24 << 20
 # Rows of at least this many tiles go through _output_row's vectorised loop.
 ROW_TILES = 32
+# ... and pooled rows of at least this many (one store per tile, not four)
+POOLED_ROW_TILES = 16
 # Which U slab each of the 16 GEMMs uses: the same one, or for the adjoint (flipped
 # filters) xi = 4a + b -> 4p(a) + p(b) with p exchanging 0 and 3.
 FORWARD_SLABS = np.arange(16, dtype=np.int64)
@@ -215,18 +217,19 @@ def _input_transform(x, v, pad, tiles_h, tiles_w, row0, row1, c0, c1):
 
 
 @kernel(inline=True)
-def _block(m, n, factor, shift, code):
-    """The 2x2 outputs A^T m A of the transformed tile at column n of m, each times
-    factor plus shift, activated."""
+def _tile_outputs(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15,
+                  factor, shift, code):
+    """A^T m A for one tile's 16 transformed values: its 2x2 outputs (y00, y01, y10, y11),
+    each times factor plus shift, activated."""
     # A^T m: rows (m0 + m1 + m2, m1 - m2 - m3)
-    a0 = m[0, n] + m[4, n] + m[8, n]
-    a1 = m[1, n] + m[5, n] + m[9, n]
-    a2 = m[2, n] + m[6, n] + m[10, n]
-    a3 = m[3, n] + m[7, n] + m[11, n]
-    b0 = m[4, n] - m[8, n] - m[12, n]
-    b1 = m[5, n] - m[9, n] - m[13, n]
-    b2 = m[6, n] - m[10, n] - m[14, n]
-    b3 = m[7, n] - m[11, n] - m[15, n]
+    a0 = m0 + m4 + m8
+    a1 = m1 + m5 + m9
+    a2 = m2 + m6 + m10
+    a3 = m3 + m7 + m11
+    b0 = m4 - m8 - m12
+    b1 = m5 - m9 - m13
+    b2 = m6 - m10 - m14
+    b3 = m7 - m11 - m15
     return (activated((a0 + a1 + a2) * factor + shift, code),
             activated((a1 - a2 - a3) * factor + shift, code),
             activated((b0 + b1 + b2) * factor + shift, code),
@@ -234,21 +237,35 @@ def _block(m, n, factor, shift, code):
 
 
 @kernel(inline=True)
+def _block(m, n, factor, shift, code):
+    """The 2x2 outputs A^T m A of the transformed tile at column n of m, each times
+    factor plus shift, activated."""
+    return _tile_outputs(m[0, n], m[1, n], m[2, n], m[3, n], m[4, n], m[5, n], m[6, n],
+                         m[7, n], m[8, n], m[9, n], m[10, n], m[11, n], m[12, n], m[13, n],
+                         m[14, n], m[15, n], factor, shift, code)
+
+
+@kernel(inline=True)
 def _output_row_loop(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15,
                      upper, lower, factor, shift, code, count):
     for t in range(count):
-        a0 = m0[t] + m4[t] + m8[t]
-        a1 = m1[t] + m5[t] + m9[t]
-        a2 = m2[t] + m6[t] + m10[t]
-        a3 = m3[t] + m7[t] + m11[t]
-        b0 = m4[t] - m8[t] - m12[t]
-        b1 = m5[t] - m9[t] - m13[t]
-        b2 = m6[t] - m10[t] - m14[t]
-        b3 = m7[t] - m11[t] - m15[t]
-        upper[2 * t] = activated((a0 + a1 + a2) * factor + shift, code)
-        upper[2 * t + 1] = activated((a1 - a2 - a3) * factor + shift, code)
-        lower[2 * t] = activated((b0 + b1 + b2) * factor + shift, code)
-        lower[2 * t + 1] = activated((b1 - b2 - b3) * factor + shift, code)
+        y00, y01, y10, y11 = _tile_outputs(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t], m6[t],
+                                           m7[t], m8[t], m9[t], m10[t], m11[t], m12[t],
+                                           m13[t], m14[t], m15[t], factor, shift, code)
+        upper[2 * t] = y00
+        upper[2 * t + 1] = y01
+        lower[2 * t] = y10
+        lower[2 * t + 1] = y11
+
+
+@kernel(inline=True)
+def _pooled_row_loop(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15,
+                     target, factor, shift, code, count, lower):
+    for t in range(count):
+        y00, y01, y10, y11 = _tile_outputs(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t], m6[t],
+                                           m7[t], m8[t], m9[t], m10[t], m11[t], m12[t],
+                                           m13[t], m14[t], m15[t], factor, shift, code)
+        target[t] = pooled_window(y00, y01, y10, y11, True, lower)
 
 
 @kernel
@@ -273,26 +290,64 @@ def _output_row(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14,
 
 
 @kernel
+def _pooled_row(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15, target,
+                factor, shift, code, count, lower):
+    """_output_row for a pooled output row: each tile's 2x2 outputs pooled into one
+    value (lower: whether the tile's second row lies in the map)."""
+    if code == 1:
+        _pooled_row_loop(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14,
+                         m15, target, factor, shift, 1, count, lower)
+    elif code == 0:
+        _pooled_row_loop(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14,
+                         m15, target, factor, shift, 0, count, lower)
+    elif code == 2:
+        _pooled_row_loop(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14,
+                         m15, target, factor, shift, 2, count, lower)
+    else:
+        _pooled_row_loop(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14,
+                         m15, target, factor, shift, code, count, lower)
+
+
+@kernel
 def _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row1, k0, k1,
-                      m_first):
+                      m_first, pool, conv_h, conv_w):
     """out[image, k, 2*ty + i, 2*tx + j] from M[xi, k, n] (m is (16, slab), filter k's
     tiles starting at (k - m_first)*tiles) for tile rows row0..row1 and filters k0..k1; a
-    last odd row or column of tiles writes only the outputs inside the image."""
-    out_h, out_w = out.shape[2], out.shape[3]
+    last odd row or column of tiles writes only the outputs inside the (conv_h, conv_w)
+    map. pool: out[image, k, ty, tx] = the maximum of the tile's outputs instead
+    (cpu_kernels.pooled_window: darknet's 2x2/2 maxpool, fused)."""
     tiles = (row1 - row0) * tiles_w
-    half = out_w // 2
-    spare = np.empty(out_w + 1, dtype=np.float32)   # the row below the last, if odd
+    half = conv_w // 2
+    spare = np.empty(conv_w + 1, dtype=np.float32)   # the row below the last, if odd
     for k in range(k0, k1):
         factor = factors[k]
         shift = shifts[k]
         for r in range(row0, row1):
             image = r // tiles_h
-            y = 2 * (r - image * tiles_h)
+            ty = r - image * tiles_h
+            y = 2 * ty
             n0 = (k - m_first) * tiles + (r - row0) * tiles_w
+            n1 = n0 + half
+            if pool:
+                target = out[image, k, ty]
+                lower_in = y + 1 < conv_h
+                if half >= POOLED_ROW_TILES:
+                    _pooled_row(m[0, n0:n1], m[1, n0:n1], m[2, n0:n1], m[3, n0:n1],
+                                m[4, n0:n1], m[5, n0:n1], m[6, n0:n1], m[7, n0:n1],
+                                m[8, n0:n1], m[9, n0:n1], m[10, n0:n1], m[11, n0:n1],
+                                m[12, n0:n1], m[13, n0:n1], m[14, n0:n1], m[15, n0:n1],
+                                target, factor, shift, code, half, lower_in)
+                else:
+                    for t in range(half):
+                        y00, y01, y10, y11 = _block(m, n0 + t, factor, shift, code)
+                        target[t] = pooled_window(y00, y01, y10, y11, True, lower_in)
+                if conv_w & 1:
+                    y00, y01, y10, y11 = _block(m, n1, factor, shift, code)
+                    target[half] = pooled_window(y00, y01, y10, y11, False, lower_in)
+                continue
             upper = out[image, k, y]
-            lower = out[image, k, y + 1] if y + 1 < out_h else spare
+            lower = out[image, k, y + 1] if y + 1 < conv_h else spare
             if half >= ROW_TILES:
-                n1 = n0 + half
                 _output_row(m[0, n0:n1], m[1, n0:n1], m[2, n0:n1], m[3, n0:n1],
                             m[4, n0:n1], m[5, n0:n1], m[6, n0:n1], m[7, n0:n1],
                             m[8, n0:n1], m[9, n0:n1], m[10, n0:n1], m[11, n0:n1],
@@ -305,14 +360,14 @@ def _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row
                     upper[2 * t + 1] = y01
                     lower[2 * t] = y10
                     lower[2 * t + 1] = y11
-            if out_w & 1:
-                y00, y01, y10, y11 = _block(m, n0 + half, factor, shift, code)
-                upper[out_w - 1] = y00
-                lower[out_w - 1] = y10
+            if conv_w & 1:
+                y00, y01, y10, y11 = _block(m, n1, factor, shift, code)
+                upper[conv_w - 1] = y00
+                lower[conv_w - 1] = y10
 
 
 def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None,
-            adjoint=False):
+            adjoint=False, pool=False):
     """The 3x3 stride-1 convolution of x (B, C, H, W) float32 with U = filters (16, K, C)
     (transform_filters), padding `pad`, then y*factors + shifts per filter and the
     activation when it is in FUSED_ACTIVATIONS (otherwise the caller activates: the
@@ -340,7 +395,13 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None,
     convolution with the filters flipped and K, C swapped, whose transform is U with
     rows and columns 0 and 3 of each 4x4 tile exchanged (G J = P G for the reversal J
     and that exchange P), transposed: training's input delta, padding 2 - pad, without
-    transforming the filters again."""
+    transforming the filters again.
+
+    pool: the 2x2/2 maxpool of the (activated) result instead of the result, (B, K,
+    ceil(out_h/2), ceil(out_w/2)), each window at (2i, 2j) as darknet's size=2 stride=2
+    maxpool places it (padding 0 or 1): each tile's four outputs pooled in the output
+    transform, so the full map is never written (activations it cannot fuse are
+    refused: they would be applied after the pool)."""
     compiled()
     x = np.ascontiguousarray(x, dtype=F32)
     batch, channels, height, width = x.shape
@@ -349,9 +410,12 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None,
         raise ValueError(f"winograd.conv3x3: filters {filters.shape} do not fit an input "
                          f"of {channels} channels")
     shape = _Shape(batch, channels, n_filters, height + 2 * pad - 2, width + 2 * pad - 2,
-                   pad, adjoint)
+                   pad, adjoint, pool)
     code = FUSED_ACTIVATIONS.get(activation, 0)
-    out = output_array(out, (batch, n_filters, shape.out_h, shape.out_w), x)
+    if pool and activation not in FUSED_ACTIVATIONS:
+        raise ValueError(f"winograd.conv3x3: cannot pool after a '{activation}' activation")
+    out = output_array(out, (batch, n_filters, shape.tiles_h, shape.tiles_w) if pool
+                       else (batch, n_filters, shape.out_h, shape.out_w), x)
     sgemm = fused_gemms()
     with blas_single_threaded() as own_gemms:
         banded = own_gemms and shape.tiles >= BAND_MIN_TILES * 4 \
@@ -371,13 +435,15 @@ def conv3x3(x, filters, pad, factors, shifts, activation, for_blocks, out=None,
 class _Shape:
     """A layer's tiling: 2x2 output blocks, tiles_h x tiles_w per image."""
 
-    def __init__(self, batch, channels, n_filters, out_h, out_w, pad, adjoint=False):
+    def __init__(self, batch, channels, n_filters, out_h, out_w, pad, adjoint=False,
+                 pool=False):
         self.batch, self.channels, self.n_filters = batch, channels, n_filters
         self.out_h, self.out_w, self.pad = out_h, out_w, pad
         # the GEMMs' slab order and their A operand: U[xi] as it is, or U[slab]^T
         self.slabs = ADJOINT_SLABS if adjoint else FORWARD_SLABS
         self.transpose_a = CBLAS_TRANS if adjoint else CBLAS_NO_TRANS
         self.adjoint = adjoint
+        self.pool = pool   # the output transform writes the 2x2/2 maxpool
         self.tiles_h, self.tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
         self.tile_rows = batch * self.tiles_h
         self.tiles = self.tile_rows * self.tiles_w
@@ -423,12 +489,13 @@ def _fused_bands(sgemm, x, filters, shape, factors, shifts, code, out):
         tasks, 16, -1)
     _bands_kernel(sgemm, x, filters, shape.slabs, shape.transpose_a, shape.n_filters, v, m,
                   out, factors, shifts, code, shape.pad, shape.tiles_h, shape.tiles_w,
-                  shape.tile_rows, band_rows, tasks)
+                  shape.tile_rows, band_rows, tasks, shape.pool, shape.out_h, shape.out_w)
 
 
 @kernel(parallel=True)
 def _bands_kernel(sgemm, x, filters, slabs, transpose_a, n_filters, v_all, m_all, out,
-                  factors, shifts, code, pad, tiles_h, tiles_w, tile_rows, band_rows, tasks):
+                  factors, shifts, code, pad, tiles_h, tiles_w, tile_rows, band_rows, tasks,
+                  pool, conv_h, conv_w):
     channels, lda = x.shape[1], filters.shape[2]
     bands = (tile_rows + band_rows - 1) // band_rows
     for task in prange(tasks):
@@ -444,7 +511,7 @@ def _bands_kernel(sgemm, x, filters, slabs, transpose_a, n_filters, v_all, m_all
                           filters[slabs[xi]].ctypes.data, lda, v[xi].ctypes.data, tiles,
                           m[xi].ctypes.data, tiles)
             _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row1,
-                              0, n_filters, 0)
+                              0, n_filters, 0, pool, conv_h, conv_w)
 
 
 def _fused_steps(sgemm, x, filters, shape, factors, shifts, code, out):
@@ -464,12 +531,14 @@ def _fused_steps(sgemm, x, filters, shape, factors, shifts, code, out):
                       out, factors, shifts, code, shape.pad, shape.tiles_h, tiles_w, row0,
                       row1,
                       parallel_tasks(channels, 16 * tiles),
-                      parallel_tasks(n_filters, 16 * tiles))
+                      parallel_tasks(n_filters, 16 * tiles), shape.pool, shape.out_h,
+                      shape.out_w)
 
 
 @kernel(parallel=True)
 def _steps_kernel(sgemm, x, filters, slabs, transpose_a, n_filters, v, m, out, factors,
-                  shifts, code, pad, tiles_h, tiles_w, row0, row1, in_tasks, out_tasks):
+                  shifts, code, pad, tiles_h, tiles_w, row0, row1, in_tasks, out_tasks, pool,
+                  conv_h, conv_w):
     channels, lda = x.shape[1], filters.shape[2]
     tiles = (row1 - row0) * tiles_w
     for task in prange(in_tasks):
@@ -482,7 +551,7 @@ def _steps_kernel(sgemm, x, filters, slabs, transpose_a, n_filters, v, m, out, f
     for task in prange(out_tasks):
         _output_transform(m, out, factors, shifts, code, tiles_h, tiles_w, row0, row1,
                           task * n_filters // out_tasks, (task + 1) * n_filters // out_tasks,
-                          0)
+                          0, pool, conv_h, conv_w)
 
 
 def _by_bands(x, filters, shape, factors, shifts, code, out, for_blocks):
@@ -502,7 +571,7 @@ def _by_bands(x, filters, shape, factors, shifts, code, out, for_blocks):
             _gemms(filters, v, channels, tiles, m, n_filters, errors,
                    adjoint=shape.adjoint)
             _output_transform(m, out, factors, shifts, code, shape.tiles_h, tiles_w, row0,
-                              row1, 0, n_filters, 0)
+                              row1, 0, n_filters, 0, shape.pool, shape.out_h, shape.out_w)
 
     # a task is one band or several (cpu_kernels.TASKS_PER_THREAD)
     for_blocks(shape.tile_rows, per_row, bands,
@@ -535,7 +604,7 @@ def _by_steps(x, filters, shape, factors, shifts, code, out, for_blocks, own_gem
 
         def outputs(k0, k1, m=m, row0=row0, row1=row1):
             _output_transform(m, out, factors, shifts, code, shape.tiles_h, tiles_w, row0,
-                              row1, k0, k1, 0)
+                              row1, k0, k1, 0, shape.pool, shape.out_h, shape.out_w)
 
         for_blocks(channels, 16 * tiles, inputs,
                    block_elements=task_elements(channels, 16 * tiles))
