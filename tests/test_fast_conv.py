@@ -117,10 +117,9 @@ def test_direct_3_channel_convolution_matches_float64(thread_setting, shape, act
     assert relative_error(got, ACTIVATIONS_F64[activation](expected)) < 1e-6
 
 
-@pytest.mark.parametrize("path", ["bands", "steps", "steps_chunked"])
-def test_each_winograd_split_gives_the_convolution(thread_setting, monkeypatch, path):
-    """The two ways conv3x3 splits its work (tile bands; the three steps, whole or in
-    chunks of tile rows) forced on one odd-sized batch-2 case."""
+def force_winograd_split(monkeypatch, path):
+    """Make conv3x3 split its work by tile bands ("bands"), or by the three steps whole
+    ("steps") or in chunks of tile rows ("steps_chunked"), whatever the shape."""
     if path == "bands":
         monkeypatch.setattr(winograd, "BAND_MIN_TILES", 4)
         monkeypatch.setattr(winograd, "BAND_BYTES", 1)          # one tile row per band
@@ -129,6 +128,13 @@ def test_each_winograd_split_gives_the_convolution(thread_setting, monkeypatch, 
         monkeypatch.setattr(winograd, "BAND_FILTER_BYTES", 0)
         if path == "steps_chunked":
             monkeypatch.setattr(winograd, "STEP_BYTES", 1)      # one tile row per chunk
+
+
+@pytest.mark.parametrize("path", ["bands", "steps", "steps_chunked"])
+def test_each_winograd_split_gives_the_convolution(thread_setting, monkeypatch, path):
+    """The two ways conv3x3 splits its work (tile bands; the three steps, whole or in
+    chunks of tile rows) forced on one odd-sized batch-2 case."""
+    force_winograd_split(monkeypatch, path)
     rng = np.random.default_rng(21)
     x, weights, factor, shift = random_case(rng, 2, 6, 10, 15, 17)
     got, _ = winograd.conv3x3(x, winograd.transform_filters(weights), 1, factor, shift,

@@ -65,14 +65,9 @@ def test_winograd_pooled_is_conv_then_maxpool(thread_setting, shape, activation)
     assert_same_bits(pooled, pooled_reference(full))
 
 
-@pytest.mark.parametrize("path", ["bands", "steps"])
+@pytest.mark.parametrize("path", ["bands", "steps", "steps_chunked"])
 def test_each_winograd_split_pools_alike(thread_setting, monkeypatch, path):
-    if path == "bands":
-        monkeypatch.setattr(winograd, "BAND_MIN_TILES", 4)
-        monkeypatch.setattr(winograd, "BAND_BYTES", 1)
-        monkeypatch.setattr(winograd, "BAND_FILTER_BYTES", 1 << 40)
-    else:
-        monkeypatch.setattr(winograd, "BAND_FILTER_BYTES", 0)
+    test_fast_conv.force_winograd_split(monkeypatch, path)
     rng = np.random.default_rng(9)
     x, weights, factor, shift = random_case(rng, 2, 6, 10, 15, 37)
     transformed = winograd.transform_filters(weights)

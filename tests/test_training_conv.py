@@ -91,14 +91,9 @@ def test_winograd_adjoint_is_the_input_delta(thread_setting, shape):
     assert relative_error(got, expected) < 1e-6
 
 
-@pytest.mark.parametrize("path", ["bands", "steps"])
+@pytest.mark.parametrize("path", ["bands", "steps", "steps_chunked"])
 def test_each_winograd_split_gives_the_adjoint(thread_setting, monkeypatch, path):
-    if path == "bands":
-        monkeypatch.setattr(winograd, "BAND_MIN_TILES", 4)
-        monkeypatch.setattr(winograd, "BAND_BYTES", 1)
-        monkeypatch.setattr(winograd, "BAND_FILTER_BYTES", 1 << 40)
-    else:
-        monkeypatch.setattr(winograd, "BAND_FILTER_BYTES", 0)
+    test_fast_conv.force_winograd_split(monkeypatch, path)
     rng = np.random.default_rng(8)
     weights = rng.standard_normal((10, 6, 3, 3)).astype(F32)
     delta = rng.standard_normal((2, 10, 15, 17)).astype(F32)
