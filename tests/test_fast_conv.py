@@ -355,14 +355,19 @@ def test_maxpool_inference_is_the_numpy_maxpool_bit_for_bit(thread_setting, shap
 
 
 @pytest.mark.parametrize("shape,size,stride,pad", MAXPOOLS[:8])
-def test_maxpool_inference_skips_nan_as_darknet(shape, size, stride, pad):
-    """darknet's strict '>' never takes a NaN: a window of NaNs gives -FLT_MAX."""
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
+def test_maxpool_inference_skips_nan_as_darknet(shape, size, stride, pad, path):
+    """darknet's strict '>' never takes a NaN: a window of NaNs gives -FLT_MAX, in the
+    compiled inference kernel and in the NumPy values (exact mode's inference)."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal(shape).astype(F32)
     x[rng.random(shape) < 0.4] = np.nan
     out_h = (shape[2] + pad - size) // stride + 1
     out_w = (shape[3] + pad - size) // stride + 1
-    got = numpy_ops.maxpool_inference(x, size, stride, pad, out_h, out_w)
+    if path == "compiled":
+        got = numpy_ops.maxpool_inference(x, size, stride, pad, out_h, out_w)
+    else:
+        got = numpy_ops.maxpool(x, size, stride, pad, out_h, out_w, want_indexes=False)[0]
     np.testing.assert_array_equal(got, darknet_maxpool(x, size, stride, pad, out_h, out_w))
 
 

@@ -567,15 +567,16 @@ def _window_cell(padded, cell, size, stride, out_h, out_w):
 
 def _maxpool_values(padded, size, stride, out_h, out_w):
     """Inference's maxpool: the running maximum over the window cells, planes split across
-    threads. fmax, so that a NaN never wins, as with darknet's strict '>'."""
+    threads. From -FLT_MAX and with fmax, so that a NaN never wins, as with darknet's
+    strict '>' (a window of NaNs gives -FLT_MAX, as darknet's does)."""
     batch, channels = padded.shape[:2]
     planes = padded.reshape(batch * channels, *padded.shape[2:])
     output = np.empty((batch * channels, out_h, out_w), dtype=F32)
 
     def work(start, stop):
         target, block = output[start:stop], planes[start:stop]
-        target[...] = _window_cell(block, 0, size, stride, out_h, out_w)
-        for cell in range(1, size * size):
+        target[...] = -FLT_MAX
+        for cell in range(size * size):
             np.fmax(target, _window_cell(block, cell, size, stride, out_h, out_w),
                     out=target)
 
