@@ -199,6 +199,14 @@ class CupyOps:
         forward with the fast tail (numpy_ops.conv2d_inference's values; no Winograd on
         the GPU). darknet skips im2col for every 1x1 kernel. `out` is not used: CuPy's
         memory pool hands back the blocks freed by the last forward without a fault."""
+        out = self.conv2d(x, weights, size, stride, pad, groups, out_h, out_w)
+        out = self.scale_shift_activate(out, factor, shift, activation)
+        if pool:   # a fused maxpool after it (numpy_ops.conv2d_inference): its kernel here
+            return self.maxpool_inference(out, 2, 2, 1, (out_h + 1) // 2, (out_w + 1) // 2)
+        return out
+
+    def conv2d(self, x, weights, size, stride, pad, groups, out_h, out_w):
+        """im2col (darknet skips it for every 1x1 kernel) + one cuBLAS GEMM."""
         batch, channels, height, width = x.shape
         hw = out_h * out_w
         if size == 1:
@@ -207,16 +215,7 @@ class CupyOps:
             cols = self.im2col(x, size, stride, pad, out_h, out_w)
         filters = weights.reshape(groups, weights.shape[0] // groups, -1)
         out = self.matmul(filters, cols.reshape(batch, groups, -1, hw))
-        out = out.reshape(batch, weights.shape[0], out_h, out_w)
-        out = self.scale_shift_activate(out, factor, shift, activation)
-        if pool:   # a fused maxpool after it (numpy_ops.conv2d_inference): its kernel here
-            return self.maxpool_inference(out, 2, 2, 1, (out_h + 1) // 2, (out_w + 1) // 2)
-        return out
-
-    def conv2d(self, x, weights, size, stride, pad, groups, out_h, out_w):
-        """Training's convolution: conv2d_inference's im2col + GEMM, nothing added."""
-        return self.conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w,
-                                     None, self.zeros((weights.shape[0],)), "linear")
+        return out.reshape(batch, weights.shape[0], out_h, out_w)
 
     def forget_conv_weights(self, weights):
         """conv2d_inference keeps nothing on the GPU."""
