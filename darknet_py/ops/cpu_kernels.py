@@ -801,12 +801,17 @@ def _rgb_row_loop(out_row, rows, w, factor, shift, code, count):
 
 
 @kernel(inline=True)
-def _rgb_row(padded, image, y, w, factor, shift, code, target, count):
-    """Output row y of one filter (taps w) into target: _rgb_row_loop with the nine
-    input rows it needs and its activation code a constant in each loop."""
-    rows = (padded[image, 0, y], padded[image, 0, y + 1], padded[image, 0, y + 2],
+def _rgb_taps(padded, image, y):
+    """The nine padded input rows (3 channels x 3 rows) that output row y reads."""
+    return (padded[image, 0, y], padded[image, 0, y + 1], padded[image, 0, y + 2],
             padded[image, 1, y], padded[image, 1, y + 1], padded[image, 1, y + 2],
             padded[image, 2, y], padded[image, 2, y + 1], padded[image, 2, y + 2])
+
+
+@kernel(inline=True)
+def _rgb_row(rows, w, factor, shift, code, target, count):
+    """One output row of one filter (taps w) into target: _rgb_row_loop with its
+    activation code a constant in each loop, so that LLVM vectorises it."""
     if code == 1:
         _rgb_row_loop(target, rows, w, factor, shift, 1, count)
     elif code == 0:
@@ -830,13 +835,14 @@ def _rgb_pooled_rows(padded, filters, factors, shifts, code, out, r0, r1, conv_h
         image = r // pooled_h
         i = r - image * pooled_h
         lower_in = 2 * i + 1 < conv_h
+        upper_taps = _rgb_taps(padded, image, 2 * i)
+        lower_taps = _rgb_taps(padded, image, 2 * i + 1 if lower_in else 2 * i)
         for k in range(n_filters):
             for t in range(27):
                 w[t] = filters[k, t]
-            _rgb_row(padded, image, 2 * i, w, factors[k], shifts[k], code, upper, conv_w)
+            _rgb_row(upper_taps, w, factors[k], shifts[k], code, upper, conv_w)
             if lower_in:
-                _rgb_row(padded, image, 2 * i + 1, w, factors[k], shifts[k], code, lower,
-                         conv_w)
+                _rgb_row(lower_taps, w, factors[k], shifts[k], code, lower, conv_w)
             _pool_rows(upper, lower, out[image, k, i], conv_w, lower_in)
 
 
@@ -855,21 +861,11 @@ def _rgb_rows(padded, filters, factors, shifts, code, out, r0, r1):
     for r in range(r0, r1):
         image = r // out_h
         y = r - image * out_h
-        rows = (padded[image, 0, y], padded[image, 0, y + 1], padded[image, 0, y + 2],
-                padded[image, 1, y], padded[image, 1, y + 1], padded[image, 1, y + 2],
-                padded[image, 2, y], padded[image, 2, y + 1], padded[image, 2, y + 2])
+        rows = _rgb_taps(padded, image, y)
         for k in range(n_filters):
             for i in range(27):
                 w[i] = filters[k, i]
-            target = out[image, k, y]
-            if code == 1:
-                _rgb_row_loop(target, rows, w, factors[k], shifts[k], 1, out_w)
-            elif code == 0:
-                _rgb_row_loop(target, rows, w, factors[k], shifts[k], 0, out_w)
-            elif code == 2:
-                _rgb_row_loop(target, rows, w, factors[k], shifts[k], 2, out_w)
-            else:
-                _rgb_row_loop(target, rows, w, factors[k], shifts[k], code, out_w)
+            _rgb_row(rows, w, factors[k], shifts[k], code, out[image, k, y], out_w)
 
 
 _padded = threading.local()
