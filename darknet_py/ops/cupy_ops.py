@@ -205,14 +205,19 @@ class CupyOps:
             return self.maxpool_inference(out, 2, 2, 1, (out_h + 1) // 2, (out_w + 1) // 2)
         return out
 
+    def _conv_columns(self, x, size, stride, pad, out_h, out_w):
+        """The GEMM's right operand (B, C*size*size, out_h*out_w): im2col's, or for a 1x1
+        kernel the first C*out_h*out_w floats of each image, as darknet skips im2col."""
+        if size == 1:
+            batch, channels = x.shape[:2]
+            return x.reshape(batch, -1)[:, :channels * out_h * out_w].reshape(
+                batch, channels, out_h * out_w)
+        return self.im2col(x, size, stride, pad, out_h, out_w)
+
     def conv2d(self, x, weights, size, stride, pad, groups, out_h, out_w):
         """im2col (darknet skips it for every 1x1 kernel) + one cuBLAS GEMM."""
-        batch, channels, height, width = x.shape
-        hw = out_h * out_w
-        if size == 1:
-            cols = x.reshape(batch, channels, height * width)
-        else:
-            cols = self.im2col(x, size, stride, pad, out_h, out_w)
+        batch, hw = x.shape[0], out_h * out_w
+        cols = self._conv_columns(x, size, stride, pad, out_h, out_w)
         filters = weights.reshape(groups, weights.shape[0] // groups, -1)
         out = self.matmul(filters, cols.reshape(batch, groups, -1, hw))
         return out.reshape(batch, weights.shape[0], out_h, out_w)
@@ -418,10 +423,7 @@ class CupyOps:
         """im2col (1x1: the input as it is), then conv_backward_gemms' weight GEMMs."""
         batch, n_filters, out_h, out_w = delta.shape
         hw = out_h * out_w
-        if size == 1:
-            cols = x.reshape(batch, -1)[:, :x.shape[1] * hw]
-        else:
-            cols = self.im2col(x, size, stride, pad, out_h, out_w)
+        cols = self._conv_columns(x, size, stride, pad, out_h, out_w)
         self.conv_backward_gemms(delta.reshape(batch, groups, n_filters // groups, hw),
                                  cols.reshape(batch, groups, -1, hw), weight_updates,
                                  weight_updates, False)

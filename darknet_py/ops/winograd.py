@@ -51,51 +51,42 @@ ADJOINT_SLABS = np.array([4 * (3 - a if a in (0, 3) else a) + (3 - b if b in (0,
 CBLAS_NO_TRANS, CBLAS_TRANS = 111, 112
 
 
-def transform_filters(weights, transposed=False, out=None):
+def transform_filters(weights, out=None):
     """(K, C, 3, 3) float32 filters -> U = G g G^T as (16, K, C) float32, xi = 4*row+col
-    of the 4x4 transformed filter; computed in float64 and rounded once.
-
-    transposed: the filters of the convolution's adjoint instead (the input delta of
-    training's backward): each g flipped in both directions and K, C swapped, (16, C, K);
-    conv3x3 with them and padding 2 - pad carries an output delta back to the input.
-    out: a float32 array of U's size to write into (a training step's scratch)."""
+    of the 4x4 transformed filter; computed in float64 and rounded once. out: a float32
+    array of U's size to write into (the array of a layer's previous transform). The
+    convolution's adjoint needs no transform of its own (conv3x3's adjoint)."""
     compiled()   # the kernels below run compiled (the caller checked numba is there)
     filters = np.ascontiguousarray(weights, dtype=F32)
     n_filters, channels = filters.shape[:2]
-    shape = (16, channels, n_filters) if transposed else (16, n_filters, channels)
     if out is None:
-        out = np.empty(shape, dtype=F32)
-    transformed = out.reshape(shape)
-    rows = shape[1]
-    _filter_transform(filters.reshape(n_filters, channels, 9), transformed, transposed,
-                      _slab_stride(shape[2]), max(1, min(rows, 2 * thread_count())))
+        out = np.empty((16, n_filters, channels), dtype=F32)
+    transformed = out.reshape(16, n_filters, channels)
+    _filter_transform(filters.reshape(n_filters, channels, 9), transformed,
+                      _slab_stride(channels), max(1, min(n_filters, 2 * thread_count())))
     return transformed
 
 
 @kernel(parallel=True)
-def _filter_transform(filters, out, transposed, stride, tasks):
+def _filter_transform(filters, out, stride, tasks):
     """out[4*a + b, k, c] = sum_ij G[a, i] g[k, c, i, j] G[b, j] in double, where G's rows
-    are (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1); transposed: out[xi, c, k]
-    from g[k, c] flipped (tap 8 - t for tap t). A row of out (all 16 slabs) at a time:
-    its filters' taps gathered into `taps` (9, columns), transformed into `rows` (16,
-    columns), copied out. Both buffers' rows are _slab_stride apart: 16 or 25 streams
-    4 KB apart (1024 channels) map to the same L1 sets, which made the arithmetic 5x
-    slower; and writing out's slabs entry by entry, 4 MB apart, took 110 ms for yolov2's
-    1024x1024 layer."""
+    are (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1). A filter k (all 16
+    slabs of out's row k) at a time: its taps gathered into `taps` (9, C), transformed
+    into `rows` (16, C), copied out. Both buffers' rows are _slab_stride apart: 16 or 25
+    streams 4 KB apart (1024 channels) map to the same L1 sets, which made the
+    arithmetic 5x slower; and writing out's slabs entry by entry, 4 MB apart, took
+    110 ms for yolov2's 1024x1024 layer."""
     n_filters, channels = filters.shape[0], filters.shape[1]
-    rows_out = channels if transposed else n_filters
-    columns = n_filters if transposed else channels
     for task in prange(tasks):
         taps = np.empty((9, stride), dtype=np.float32)
         rows = np.empty((16, stride), dtype=np.float32)
-        for row in range(task * rows_out // tasks, (task + 1) * rows_out // tasks):
-            for column in range(columns):
+        for k in range(task * n_filters // tasks, (task + 1) * n_filters // tasks):
+            for c in range(channels):
                 for t in range(9):
-                    taps[t, column] = filters[column, row, 8 - t] if transposed \
-                        else filters[row, column, t]
-            _transform_row(taps, rows, columns)
+                    taps[t, c] = filters[k, c, t]
+            _transform_row(taps, rows, channels)
             for xi in range(16):
-                out[xi, row, :] = rows[xi, :columns]
+                out[xi, k, :] = rows[xi, :channels]
 
 
 @kernel(inline=True)
