@@ -457,7 +457,7 @@ def pooled_window(y00, y01, y10, y11, right, lower):
 
 
 @kernel(inline=True)
-def _pool_rows(upper, lower, target, width, lower_in):
+def pool_rows(upper, lower, target, width, lower_in):
     """target[j] = pooled_window of columns 2j, 2j+1 of rows upper and lower (a map
     `width` wide; lower_in: whether the lower row lies in it)."""
     half = width // 2
@@ -843,7 +843,7 @@ def _rgb_pooled_rows(padded, filters, factors, shifts, code, out, r0, r1, conv_h
             _rgb_row(upper_taps, w, factors[k], shifts[k], code, upper, conv_w)
             if lower_in:
                 _rgb_row(lower_taps, w, factors[k], shifts[k], code, lower, conv_w)
-            _pool_rows(upper, lower, out[image, k, i], conv_w, lower_in)
+            pool_rows(upper, lower, out[image, k, i], conv_w, lower_in)
 
 
 @kernel(fastmath={"contract", "reassoc"})

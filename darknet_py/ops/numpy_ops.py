@@ -221,10 +221,11 @@ def _blas_ready(matrix):
 FAST_CONV = True
 _winograd_filters = {}   # id(weights) -> (weakref to the weights, U, was it writable)
 _spare_filters = {}   # id(weights) -> (weakref, the U array of a dropped transform)
+_blocked_filters = {}   # id(weights) -> (weakref, blocked_conv's packed filters, writable)
 
 
 def _conv_strategy(x_shape, weights_shape, size, stride, pad, groups):
-    """'direct', 'winograd', 'gemm' or 'im2col': what conv2d_inference does for these
+    """'direct', 'blocked', 'winograd', 'gemm' or 'im2col': what conv2d_inference does for these
     shapes (shape rules, so the choice is deterministic). Winograd takes every 3x3
     stride-1 ungrouped convolution but those of 3 channels (a first layer), which
     cpu_kernels.rgb_conv3x3 computes directly in 0.6x Winograd's time. Measured against
@@ -240,8 +241,32 @@ def _conv_strategy(x_shape, weights_shape, size, stride, pad, groups):
         return "im2col"
     if size == 3 and stride == 1 and pad <= 2 and x_shape[2] + 2 * pad >= 3 \
             and x_shape[3] + 2 * pad >= 3:
+        out_h, out_w = x_shape[2] + 2 * pad - 2, x_shape[3] + 2 * pad - 2
+        if out_h * out_w >= BLOCKED_MIN_POINTS and x_shape[1] <= BLOCKED_MAX_CHANNELS \
+                and _blocked_ready():
+            return "blocked"
         return "direct" if x_shape[1] == 3 else "winograd"
     return "gemm"
+
+
+# The register-blocked direct convolution (ops/blocked_conv.py) takes a 3x3 stride-1
+# layer of up to this many input channels from this many output points per image (a
+# 40x40 map). Measured in the networks' forwards on this project's machine (AVX-512):
+# 3->16 channels at 416x416 0.43x the 3-channel kernel's time, 3->32 0.66x; 16->32 at
+# 208x208 0.89x Winograd's; from 32 channels Winograd's GEMMs grow efficient and win
+# (32->64 at 208: 1.4x; 64->128 at 52-104: 1.0-1.2x; 128->256 at 52: 1.5x), as it does
+# on small maps. BLOCKED_CONV = False keeps the 3-channel kernel and Winograd.
+BLOCKED_CONV = True
+BLOCKED_MIN_POINTS = 40 * 40
+BLOCKED_MAX_CHANNELS = 16
+
+
+def _blocked_ready():
+    """Whether the blocked kernel is worth taking: numba compiles to 512-bit vectors."""
+    if not BLOCKED_CONV:
+        return False
+    from . import simd
+    return simd.wide_vectors()
 
 
 def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor, shift,
@@ -266,7 +291,7 @@ def conv2d_inference(x, weights, size, stride, pad, groups, out_h, out_w, factor
     kernel pool each 2x2 block as they write it (the full map never goes to memory);
     other shapes run the two one after the other."""
     strategy = _conv_strategy(x.shape, weights.shape, size, stride, pad, groups)
-    if pool and not (strategy in ("winograd", "direct") and x.dtype == F32 and
+    if pool and not (strategy in ("winograd", "direct", "blocked") and x.dtype == F32 and
                      activation in cpu_kernels.FUSED_ACTIVATIONS):
         # no kernel of its own for this shape: the convolution, then the maxpool
         full = _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w,
@@ -287,6 +312,10 @@ TRAIN_WINOGRAD_MIN_TILES = 256
 def _training_strategy(x_shape, weights_shape, size, stride, pad, groups, out_h, out_w):
     """conv2d's choice: conv2d_inference's, but Winograd only with enough tiles."""
     strategy = _conv_strategy(x_shape, weights_shape, size, stride, pad, groups)
+    if strategy == "blocked":
+        # training keeps what it had: Winograd, whose filters serve the input delta's
+        # adjoint, and the 3-channel kernel
+        strategy = "direct" if x_shape[1] == 3 else "winograd"
     tiles = x_shape[0] * ((out_h + 1) // 2) * ((out_w + 1) // 2)
     if strategy == "winograd" and tiles < TRAIN_WINOGRAD_MIN_TILES:
         return "im2col"
@@ -321,6 +350,12 @@ def _convolve(strategy, x, weights, size, stride, pad, groups, out_h, out_w, fac
     elif strategy == "direct":
         code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
         out = cpu_kernels.rgb_conv3x3(x, weights, pad, factors, shifts, code, out, pool)
+        activated = activation in cpu_kernels.FUSED_ACTIVATIONS
+    elif strategy == "blocked":
+        from . import blocked_conv
+        code = cpu_kernels.FUSED_ACTIVATIONS.get(activation, 0)
+        out = blocked_conv.conv3x3(x, _packed_filters(weights), n_filters, pad, factors,
+                                   shifts, code, out, pool)
         activated = activation in cpu_kernels.FUSED_ACTIVATIONS
     else:
         cols = _conv_columns(x, size, stride, pad, out_h, out_w)
@@ -389,14 +424,38 @@ def _transformed_filters(weights):
     return transformed
 
 
+def _packed_filters(weights):
+    """blocked_conv.pack_filters of `weights`, cached as _transformed_filters' U is (the
+    array read-only meanwhile)."""
+    key = id(weights)
+    entry = _blocked_filters.get(key)
+    if entry is not None and entry[0]() is weights:
+        return entry[1]
+    from . import blocked_conv
+    packed = blocked_conv.pack_filters(weights)
+
+    def dropped(reference, key=key):
+        current = _blocked_filters.get(key)
+        if current is not None and current[0] is reference:
+            del _blocked_filters[key]
+    _blocked_filters[key] = (weakref.ref(weights, dropped), packed, weights.flags.writeable)
+    weights.flags.writeable = False
+    return packed
+
+
 def forget_conv_weights(weights):
     """Drop what conv2d_inference derived from `weights` and make the array writable
     again (the weights are about to change in place: a training step's SGD update)."""
+    writable = False
     entry = _winograd_filters.pop(id(weights), None)
     if entry is not None and entry[0]() is weights:
         _spare_filters[id(weights)] = entry[:2]   # kept for the next transform
-        if entry[2]:
-            weights.flags.writeable = True
+        writable = entry[2]
+    entry = _blocked_filters.pop(id(weights), None)
+    if entry is not None and entry[0]() is weights:
+        writable = writable or entry[2]
+    if writable:
+        weights.flags.writeable = True
 
 
 # ---------------------------------------------------------------- normalisation
