@@ -33,7 +33,7 @@ import numpy as np
 
 from .cpu_kernels import (activated, compiled, kernel, numba_threads, output_array,
                           parallel_tasks, pool_rows, task_elements)
-from .simd import LANES, vbroadcast, vfma, vload, vstore, vzero
+from .simd import LANES, vbroadcast, vclean, vfma, vload, vstore, vzero
 from .threads import for_blocks
 
 prange = range   # numba.prange once compiled (cpu_kernels._jitted)
@@ -156,6 +156,7 @@ def _bands(flat, packed, factors, shifts, code, out, pool, conv_h, conv_w, pitch
                 for y in range(y0, y1):
                     _tail_row(row[(y - y0) * pitch:], out[image, k, y], factors[k],
                               shifts[k], code, conv_w)
+    vclean()
 
 
 @kernel(parallel=True)

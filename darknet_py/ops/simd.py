@@ -12,7 +12,8 @@ Every function that uses one of these operations is marked with LLVM's
 whole zmm registers there (other kernels keep LLVM's 256-bit preference: 512-bit vectors
 everywhere made the forward slower). On a CPU without AVX-512 the same code is correct,
 LLVM splitting each vector in two: `wide_vectors()` tells the callers whether the kernels
-are worth taking.
+are worth taking. A kernel ends with `vclean()`, which leaves no 512-bit register dirty
+for the code that runs after it.
 
 Importing this module imports numba (callers import it lazily, once numba is known to be
 there)."""
@@ -149,3 +150,27 @@ def vfma(typingctx, a, b, c):
             builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), "llvm.fma.v16f32")
         return builder.call(fma, args)
     return float32x16(a, b, c), codegen
+
+
+@intrinsic
+def vclean(typingctx):
+    """Zero the upper bits of every vector register: zmm16-31 one by one (vzeroupper does
+    not reach them), then vzeroupper for zmm0-15. The blocked kernel calls it before it
+    returns. Without it, the layers after a 512-bit first layer ran slower in the same
+    process (yolov2-voc's later layers by 3-15%, its forward 3-10% in three alternating
+    pairs of processes; up to 2x on its 1x1 layers in one in-process comparison). The
+    likely cause: a core keeps its 512-bit state (clock, shut vector port) while an upper
+    half is dirty. A one-thread micro-benchmark did not show the effect, so this is not
+    pinned down. Does nothing on a CPU without AVX-512, which has no zmm16-31."""
+    def codegen(context, builder, signature, args):
+        if wide_vectors():
+            # LLVM assembles inline asm itself, with the parser numba does not load
+            import llvmlite.binding
+            llvmlite.binding.initialize_native_asmparser()
+            zeroing = "\n".join(f"vpxord %zmm{r}, %zmm{r}, %zmm{r}" for r in range(16, 32))
+            clobbers = ",".join(f"~{{xmm{r}}}" for r in range(16, 32))
+            builder.asm(ir.FunctionType(ir.VoidType(), []), zeroing + "\nvzeroupper", clobbers,
+                        [], side_effect=True)
+        return context.get_dummy_value()
+    return types.void(), codegen
+
