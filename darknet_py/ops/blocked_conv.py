@@ -27,12 +27,11 @@ only: exact mode never comes here.
 
 Imported by numpy_ops once numba is known to be installed (simd imports numba)."""
 import functools
-import threading
 
 import numpy as np
 
 from .cpu_kernels import (activated, compiled, kernel, numba_threads, output_array,
-                          parallel_tasks, pool_rows, task_elements)
+                          parallel_tasks, pool_rows, task_elements, zero_bordered)
 from .simd import LANES, vbroadcast, vclean, vfma, vload, vstore, vzero
 from .threads import for_blocks
 
@@ -200,27 +199,6 @@ def pack_filters(weights):
             blocks, channels * 9 * FILTERS)
 
 
-_padded = threading.local()   # per thread: geometry -> its zero-bordered input array
-_PADDED_GEOMETRIES = 16
-
-
-def _zero_bordered(shape, inner):
-    """This thread's padded-input array of `shape` for a copy into the window `inner`
-    (slices): kept from the last call with this geometry, whose copy wrote only that
-    window, so its border and slack rows are still zero (the next forward's input then
-    costs no fresh pages); else new zeros."""
-    arrays = getattr(_padded, "arrays", None)
-    if arrays is None:
-        arrays = _padded.arrays = {}
-    key = (shape, inner)
-    array = arrays.get(key)
-    if array is None:
-        if len(arrays) >= _PADDED_GEOMETRIES:
-            arrays.clear()
-        array = arrays[key] = np.zeros(shape, dtype=np.float32)
-    return array
-
-
 def conv3x3(x, packed, n_filters, pad, factors, shifts, code, out=None, pool=False):
     """The 3x3 stride-1 convolution of x (B, C, H, W) with the filters pack_filters
     made of (n_filters, C, 3, 3) weights, then y*factors + shifts and activation `code`
@@ -233,7 +211,7 @@ def conv3x3(x, packed, n_filters, pad, factors, shifts, code, out=None, pool=Fal
     # rows below the map so that the last block's overrun (up to SPAN points) reads zeros
     rows = conv_h + 2 + -(-(SPAN + 2) // pitch)
     inner_h, inner_w = min(height, conv_h + 2 - pad), min(width, conv_w + 2 - pad)
-    padded = _zero_bordered((batch, channels, rows, pitch), (pad, inner_h, inner_w))
+    padded = zero_bordered((batch, channels, rows, pitch), pad, inner_h, inner_w)
     planes = batch * channels
     source = x.reshape(planes, height, width) if x.flags.c_contiguous else \
         np.ascontiguousarray(x).reshape(planes, height, width)

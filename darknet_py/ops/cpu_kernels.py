@@ -871,15 +871,25 @@ def _rgb_rows(padded, filters, factors, shifts, code, out, r0, r1):
 _padded = threading.local()
 
 
-def _zero_bordered(shape, pad, inner_h, inner_w):
+_PADDED_GEOMETRIES = 16   # padded arrays a thread keeps (a network has a few geometries)
+
+
+def zero_bordered(shape, pad, inner_h, inner_w):
     """This thread's padded-input array of `shape` whose cells outside the inner window
     (rows pad..pad+inner_h, columns pad..pad+inner_w) are zero: kept from the last call
     with the same geometry, whose copy wrote only the inner window (the next forward's
-    input then costs no fresh pages), else new zeros."""
+    input then costs no fresh pages), else new zeros. One per geometry, so that layers
+    of different shapes (the 3-channel and blocked kernels') keep theirs."""
+    arrays = getattr(_padded, "arrays", None)
+    if arrays is None:
+        arrays = _padded.arrays = {}
     key = (shape, pad, inner_h, inner_w)
-    if getattr(_padded, "key", None) != key:
-        _padded.key, _padded.array = key, np.zeros(shape, dtype=np.float32)
-    return _padded.array
+    array = arrays.get(key)
+    if array is None:
+        if len(arrays) >= _PADDED_GEOMETRIES:
+            arrays.clear()
+        array = arrays[key] = np.zeros(shape, dtype=np.float32)
+    return array
 
 
 def rgb_conv3x3(x, weights, pad, factors, shifts, code, out=None, pool=False):
@@ -893,7 +903,7 @@ def rgb_conv3x3(x, weights, pad, factors, shifts, code, out=None, pool=False):
     out_h, out_w = height + 2 * pad - 2, width + 2 * pad - 2
     # one padded copy (2 MB for 416x416): the row loop then needs no edge cases
     inner_h, inner_w = min(height, out_h + 2 - pad), min(width, out_w + 2 - pad)
-    padded = _zero_bordered((batch, channels, out_h + 2, out_w + 2), pad, inner_h, inner_w)
+    padded = zero_bordered((batch, channels, out_h + 2, out_w + 2), pad, inner_h, inner_w)
     padded[:, :, pad:pad + inner_h, pad:pad + inner_w] = x[:, :, :inner_h, :inner_w]
     out_rows = (out_h + 1) // 2 if pool else out_h
     out = output_array(out, (batch, weights.shape[0], out_rows,
