@@ -185,9 +185,10 @@ def _parse_dqt(seg: bytes, qtables: dict):
     while pos < len(seg):
         sixteen, table = seg[pos] >> 4, seg[pos] & 15
         size = 128 if sixteen else 64
-        raw = np.frombuffer(seg[pos + 1:pos + 1 + size], ">u2" if sixteen else np.uint8)
-        if table > 3 or raw.size != 64:
+        # a truncated table (odd bytes for 16-bit entries) is refused before frombuffer
+        if table > 3 or pos + 1 + size > len(seg):
             raise ImageError("corrupt JPEG: bad quantisation table")
+        raw = np.frombuffer(seg[pos + 1:pos + 1 + size], ">u2" if sixteen else np.uint8)
         natural = np.zeros(64, np.int64)
         natural[_DEZIGZAG[:64]] = raw  # stored in zig-zag order
         qtables[table] = natural

@@ -3,7 +3,7 @@ one DarknetError, never another exception. Bounded: few examples, no deadline pe
 import io
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from PIL import Image
 
 from darknet_py.config import parse_cfg_text
@@ -94,6 +94,7 @@ JPEG = _small_jpeg()
 @BOUNDED
 @given(st.lists(st.tuples(st.integers(0, len(JPEG) - 1), st.integers(0, 255)), max_size=6),
        st.integers(20, len(JPEG)))
+@example(edits=[(23, 69)], length=91)  # 16-bit DQT entries cut at an odd byte (stop 23's CI)
 def test_any_damaged_jpeg_decodes_or_is_one_clear_error(tmp_path_factory, edits, length):
     data = bytearray(JPEG)
     for position, value in edits:
